@@ -1,0 +1,129 @@
+"""Model folders in Hugging Face's layout: config.json + model.safetensors (+ tokenizer.json).
+
+Every write goes to a temporary sibling folder that is renamed into place only when it is
+complete, so a crash mid-save never leaves a half-written checkpoint; loading reads plain
+tensors with safetensors, so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, WaveGPTConfig
+from .model.gpt import WaveGPT
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_NAME = "tokenizer.json"
+
+
+class CheckpointError(ValueError):
+    """A folder that is not a usable wavegpt checkpoint; the message is one sentence."""
+
+
+@contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces `folder` in two renames.
+
+    If the process dies between the renames, the previous version is left as
+    `<folder>.old`, which `resolve_checkpoint` puts back.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield tmp
+        old = folder.with_name(folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_checkpoint(folder: str | Path) -> Path:
+    """The folder that holds model.safetensors: the folder itself, or inside a training run
+    folder its `best/` then `checkpoint/` model; restores an interrupted swap."""
+    folder = Path(folder)
+    old = folder.with_name(folder.name + ".old")
+    if not folder.exists() and old.is_dir():
+        os.replace(old, folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"Checkpoint folder {folder} does not exist.")
+    for candidate in (folder, folder / "best", folder / "checkpoint"):
+        if (candidate / WEIGHTS_NAME).is_file() or (candidate / CONFIG_NAME).is_file():
+            return candidate
+    raise CheckpointError(f"{folder} is not a wavegpt checkpoint (no {CONFIG_NAME} or {WEIGHTS_NAME} in it).")
+
+
+def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = None) -> None:
+    """Write config.json and model.safetensors into an existing folder (tied weights once)."""
+    state = model.state_dict()
+    if model.config.model_type == "classic":
+        state.pop("head.proj.weight")  # tied to embedding.token.weight
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
+               for k, v in state.items()}
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "library": "wavegpt"})
+    (folder / CONFIG_NAME).write_text(model.config.to_json() + "\n", encoding="utf-8")
+
+
+def save_model(model: WaveGPT, folder: str | Path, dtype: torch.dtype | None = None,
+               tokenizer_file: str | Path | None = None) -> None:
+    """save_pretrained: write the whole model folder atomically."""
+    with atomic_folder(folder) as tmp:
+        write_model_files(model, tmp, dtype)
+        if tokenizer_file is not None:
+            shutil.copyfile(tokenizer_file, tmp / TOKENIZER_NAME)
+
+
+def load_config(folder: str | Path) -> WaveGPTConfig:
+    folder = resolve_checkpoint(folder)
+    try:
+        return WaveGPTConfig.from_json(folder / CONFIG_NAME)
+    except ConfigError as e:
+        raise CheckpointError(f"The config in {folder} is unusable: {e}") from None
+
+
+def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> WaveGPT:
+    """from_pretrained: build the model from config.json and fill it from model.safetensors."""
+    folder = resolve_checkpoint(folder)
+    config = load_config(folder)
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.")
+    try:
+        tensors = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
+    model = WaveGPT(config)
+    expected = model.state_dict()
+    if config.model_type == "classic":
+        expected.pop("head.proj.weight")
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise CheckpointError(f"{path} is missing tensor(s) {', '.join(missing[:3])} that config.json needs.")
+    if unexpected:
+        raise CheckpointError(f"{path} has tensor(s) {', '.join(unexpected[:3])} that config.json does not use.")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"Tensor {name} in {path} has shape {tuple(tensor.shape)} but config.json needs "
+                f"{tuple(expected[name].shape)}."
+            )
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    return model.to(map_location)

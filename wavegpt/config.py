@@ -1,0 +1,185 @@
+"""One config dataclass for every model wavegpt builds, plus the named sizes and presets.
+
+A config is plain data: it round-trips through `config.json` and fully determines the
+architecture. The training choices that a preset fixes (optimizer and loss) live here
+too, so a checkpoint says how it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_TYPES = ("wave", "classic")
+ATTENTIONS = ("interference", "pure_wave")
+KERNELS = ("elu_plus_one", "sigmoid", "exp")
+MODES = ("quadratic", "linear")
+ACTIVATIONS = ("sin", "gelu_sin", "gelu")
+OPTIMIZERS = ("adamw", "rgd")
+LOSSES = ("ce", "qfe")
+
+SIZES: dict[str, dict[str, int]] = {
+    # tiny: the CPU size (a little larger than nanoGPT's CPU recipe of 4 x 128).
+    "tiny": dict(d_model=192, n_layers=4, n_heads=4, num_waves=24, num_harmonics=3, block_size=128),
+    "small": dict(d_model=384, n_layers=8, n_heads=8, num_waves=48, num_harmonics=4, block_size=256),
+    "medium": dict(d_model=512, n_layers=10, n_heads=8, num_waves=64, num_harmonics=4, block_size=256),
+    "large": dict(d_model=768, n_layers=12, n_heads=12, num_waves=96, num_harmonics=4, block_size=512),
+}
+
+_WAVE = dict(model_type="wave", activation="sin")
+_PURE = dict(_WAVE, attention="pure_wave", bootstrap_embedding=False, optimizer="rgd", loss="qfe")
+PRESETS: dict[str, dict[str, Any]] = {
+    "full_physics": dict(_WAVE, attention="interference", optimizer="rgd", loss="qfe"),
+    "pure_wave": dict(_PURE, kernel="elu_plus_one", mode="quadratic"),
+    "pure_wave_linear": dict(_PURE, kernel="elu_plus_one", mode="linear"),
+    "pure_wave_sigmoid": dict(_PURE, kernel="sigmoid", mode="quadratic"),
+    "pure_wave_exp": dict(_PURE, kernel="exp", mode="quadratic"),
+    "rgd_only": dict(_WAVE, attention="interference", optimizer="rgd", loss="ce"),
+    "qfe_only": dict(_WAVE, attention="interference", optimizer="adamw", loss="qfe"),
+    "baseline": dict(_WAVE, attention="interference", optimizer="adamw", loss="ce"),
+    "classic": dict(model_type="classic", activation="gelu", optimizer="adamw", loss="ce"),
+}
+
+
+class ConfigError(ValueError):
+    """A config, size or preset a user named does not exist or does not fit together."""
+
+
+@dataclass
+class WaveGPTConfig:
+    vocab_size: int = 1024
+    d_model: int = 192
+    n_layers: int = 4
+    n_heads: int = 4
+    num_waves: int = 24
+    num_harmonics: int = 3
+    block_size: int = 128
+    dropout: float = 0.0
+    model_type: str = "wave"
+    attention: str = "interference"
+    kernel: str = "elu_plus_one"
+    mode: str = "quadratic"
+    activation: str = "sin"
+    bootstrap_embedding: bool = True
+    mlp_hidden: int = 0  # 0 means 4 * d_model
+    chunk_size: int = 64  # chunk length of linear attention's parallel (training) form
+    # Training choices fixed by the preset (recorded so a checkpoint says how it was made).
+    preset: str = "full_physics"
+    optimizer: str = "rgd"
+    loss: str = "qfe"
+    resonance_strength: float = 0.3
+    rgd_warmup_steps: int = 500
+    lambda_coherence: float = 0.05
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance: data, steps, val figures
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def hidden(self) -> int:
+        return self.mlp_hidden or 4 * self.d_model
+
+    def validate(self) -> None:
+        choices = dict(model_type=MODEL_TYPES, attention=ATTENTIONS, kernel=KERNELS, mode=MODES,
+                       activation=ACTIVATIONS, optimizer=OPTIMIZERS, loss=LOSSES)
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "num_waves", "num_harmonics",
+                     "block_size", "chunk_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}.")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}.")
+
+    # --- presets -----------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, size: str = "tiny", preset: str = "full_physics", **overrides: Any) -> WaveGPTConfig:
+        """Build a config from a size (`tiny`...`large`) and a training preset (`full_physics`...).
+
+        Every preset is sized to the parameter count of the default wave model of the same
+        size (by adjusting its MLP width), so comparisons between presets are like for like.
+        """
+        if size not in SIZES:
+            raise ConfigError(f"Unknown model size {size!r}; choose one of {', '.join(SIZES)}.")
+        if preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"Unknown config field(s): {', '.join(sorted(unknown))}.")
+        fields = dict(SIZES[size], **PRESETS[preset], preset=preset)
+        fields.update(overrides)
+        config = cls(**fields)
+        if "mlp_hidden" not in overrides:
+            config.mlp_hidden = matched_hidden(config)
+        return config
+
+    # --- serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WaveGPTConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("config.json must hold a JSON object.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"config.json has unknown field(s): {', '.join(sorted(unknown))}.")
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ConfigError(f"config.json does not describe a wavegpt model ({e}).") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> WaveGPTConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path} does not exist.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid JSON ({e}).") from None
+        return cls.from_dict(data)
+
+
+def count_parameters(config: WaveGPTConfig) -> int:
+    """Parameter count of the model a config describes, without building it."""
+    d, v, L = config.d_model, config.vocab_size, config.n_layers
+    ln = 2 * d
+    mlp = d * config.hidden + config.hidden + config.hidden * d + d
+    if config.model_type == "classic":
+        attn = d * 3 * d + 3 * d + d * d + d
+        return v * d + config.block_size * d + L * (attn + mlp + 2 * ln) + ln
+    W, H, nh = config.num_waves, config.num_harmonics, config.n_heads
+    emb = v * (2 * W + W * H) + W * H + 2 * W * H * d + d + ln
+    if config.bootstrap_embedding:
+        emb += v * d + 1
+    if config.attention == "interference":
+        attn = 2 * (d * nh * W + nh * W) + 2 * nh * W + nh + 2 * (d * d + d)
+    else:
+        attn = 4 * (d * nh * W + nh * W) + 2 * (d * d + d)
+    head = ln + d * v
+    return emb + L * (attn + mlp + 2 * ln) + head
+
+
+def matched_hidden(config: WaveGPTConfig) -> int:
+    """MLP width (0 = the default 4 x d_model) that gives any variant the parameter count of
+    the default wave model of the same shape."""
+    wave = dataclasses.replace(config, **PRESETS["baseline"], preset="baseline", bootstrap_embedding=True,
+                               mlp_hidden=0)
+    target = count_parameters(wave)
+    if count_parameters(dataclasses.replace(config, mlp_hidden=0)) == target:
+        return 0
+    base = count_parameters(dataclasses.replace(config, mlp_hidden=1))
+    per_unit = config.n_layers * (2 * config.d_model + 1)
+    return max(1, 1 + math.floor((target - base) / per_unit + 0.5))

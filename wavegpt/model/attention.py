@@ -1,0 +1,186 @@
+"""The token mixers: interference attention, pure wave attention, classic causal attention.
+
+Each takes x (B, T, d) whose first token sits at absolute position `start_pos`, and an
+optional per-layer `LayerCache` that makes decoding incremental: cached keys and values for
+the softmax and quadratic forms, the constant-size state (S, z) for linear mode.
+`impl = "reference"` switches a module to the naive operator its fast form is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import WaveGPTConfig
+from ..ops import (
+    chunk_linear_attention,
+    feature_map,
+    kernel_attention,
+    naive_kernel_attention,
+    naive_linear_attention,
+    naive_softmax_attention,
+    recurrent_linear_attention,
+    softmax_attention,
+)
+
+
+@dataclass
+class LayerCache:
+    """What one layer keeps between decoding steps."""
+
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    state: tuple[torch.Tensor, torch.Tensor] | None = None  # linear mode
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+class _Mixer(nn.Module):
+    impl = "fast"
+    # When set, the newest query's weights over the context, (B, H, Tk), are kept in
+    # `last_weights` so the animation shows the model's own attention, not a recomputation.
+    capture = False
+    last_weights: torch.Tensor | None = None
+
+    def _heads(self, t: torch.Tensor, B: int, T: int) -> torch.Tensor:
+        return t.view(B, T, self.n_heads, -1).transpose(1, 2)
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        B, H, T, D = y.shape
+        return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, H * D)))
+
+
+class InterferenceAttention(_Mixer):
+    """Scores are the cosine between query and key wave amplitudes.
+
+    q and k are n_heads x num_waves amplitudes, each shifted by a learned per-wave phase
+    offset and L2-normalised, so q.k is a cosine: in phase (+1) interferes constructively,
+    opposite phase (-1) destructively. A learned per-head temperature, initialised at
+    sqrt(num_waves) and kept in log space so it can change by factors, sets the sharpness.
+    """
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        nh, W, d = config.n_heads, config.num_waves, config.d_model
+        self.n_heads, self.dropout = nh, config.dropout
+        self.q_proj, self.k_proj = nn.Linear(d, nh * W), nn.Linear(d, nh * W)
+        self.q_phase = nn.Parameter(torch.zeros(nh, 1, W))
+        self.k_phase = nn.Parameter(torch.zeros(nh, 1, W))
+        self.log_temperature = nn.Parameter(torch.full((nh, 1, 1), 0.5 * math.log(W)))
+        self.v_proj, self.out = nn.Linear(d, d), nn.Linear(d, d)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = F.normalize(self._heads(self.q_proj(x), B, T) + self.q_phase, dim=-1)
+        q = q * torch.exp(-self.log_temperature)
+        k = F.normalize(self._heads(self.k_proj(x), B, T) + self.k_phase, dim=-1)
+        v = self._heads(self.v_proj(x), B, T)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        if self.impl == "reference":
+            y = naive_softmax_attention(q, k, v)
+        else:
+            y = softmax_attention(q, k, v, self.dropout if self.training else 0.0)
+        if self.capture:
+            self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
+        return self._merge(y)
+
+
+class PureWaveAttention(_Mixer):
+    """Queries and keys are waves sampled at the token's position: sin(omega * t + phi).
+
+    omega and phi are linear projections of the input, so each token chooses its own
+    frequencies and phases; L2 normalisation then scaling by num_waves^(1/4) bounds
+    q.k by sqrt(num_waves). No softmax: a positive kernel weighs the positions, either on
+    the masked scores (`quadratic`) or as feature maps of q and k (`linear`, O(T)).
+    """
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        nh, W, d = config.n_heads, config.num_waves, config.d_model
+        self.n_heads, self.kernel, self.mode = nh, config.kernel, config.mode
+        self.chunk_size = config.chunk_size
+        self.scale = W**0.25
+        self.omega_q, self.phi_q = nn.Linear(d, nh * W), nn.Linear(d, nh * W)
+        self.omega_k, self.phi_k = nn.Linear(d, nh * W), nn.Linear(d, nh * W)
+        self.v_proj, self.out = nn.Linear(d, d), nn.Linear(d, d)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def _wave(self, omega: torch.Tensor, phi: torch.Tensor, t: torch.Tensor, B: int, T: int) -> torch.Tensor:
+        w = torch.sin(self._heads(omega, B, T) * t + self._heads(phi, B, T))
+        return F.normalize(w, dim=-1) * self.scale
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        t = torch.arange(start_pos, start_pos + T, device=x.device, dtype=x.dtype)[:, None]
+        q = self._wave(self.omega_q(x), self.phi_q(x), t, B, T)
+        k = self._wave(self.omega_k(x), self.phi_k(x), t, B, T)
+        v = self._heads(self.v_proj(x), B, T)
+        if self.mode == "quadratic":
+            if cache is not None:
+                k, v = cache.append(k, v)
+            fn = naive_kernel_attention if self.impl == "reference" else kernel_attention
+            y = fn(q, k, v, self.kernel)
+            if self.capture:
+                self.last_weights = feature_map(q[:, :, -1:] @ k.transpose(-1, -2), self.kernel)[:, :, 0]
+            return self._merge(y)
+        fq, fk = feature_map(q, self.kernel), feature_map(k, self.kernel)
+        if self.capture:  # kernel scores over the context: keep the key features seen so far
+            keys = fk if cache is None or cache.k is None else torch.cat([cache.k, fk], dim=-2)
+            if cache is not None:
+                cache.k = keys
+            self.last_weights = (fq[:, :, -1:] @ keys.transpose(-1, -2))[:, :, 0]
+        if self.impl == "reference":
+            if cache is not None:
+                raise ValueError("The naive linear attention has no decoding form; use impl='fast'.")
+            return self._merge(naive_linear_attention(fq, fk, v))
+        state = cache.state if cache is not None else None
+        if T == 1 and cache is not None:
+            y, state = recurrent_linear_attention(fq, fk, v, state)
+        else:
+            y, state = chunk_linear_attention(fq, fk, v, self.chunk_size, state)
+        if cache is not None:
+            cache.state = state
+        return self._merge(y)
+
+
+class CausalSelfAttention(_Mixer):
+    """nanoGPT's attention: one fused qkv projection, scaled dot products, causal softmax."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        d = config.d_model
+        self.n_heads, self.dropout = config.n_heads, config.dropout
+        self.scale = (d // config.n_heads) ** -0.5
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = (self._heads(t, B, T) for t in self.qkv(x).chunk(3, dim=-1))
+        q = q * self.scale
+        if cache is not None:
+            k, v = cache.append(k, v)
+        if self.impl == "reference":
+            y = naive_softmax_attention(q, k, v)
+        else:
+            y = softmax_attention(q, k, v, self.dropout if self.training else 0.0)
+        if self.capture:
+            self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
+        return self._merge(y)
+
+
+def build_attention(config: WaveGPTConfig) -> _Mixer:
+    if config.model_type == "classic":
+        return CausalSelfAttention(config)
+    if config.attention == "interference":
+        return InterferenceAttention(config)
+    return PureWaveAttention(config)

@@ -1,0 +1,93 @@
+"""Token embeddings: the wave packet embedding and the classic lookup + learned positions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ..config import WaveGPTConfig
+
+
+class WavePacketEmbedding(nn.Module):
+    """Each token is a wave packet: base frequencies f, phases phi and harmonic amplitudes A.
+
+    Harmonic n of wave w has frequency n*f_w. At position p the packet contributes
+    A_wn*sin(2*pi*n*f_w + phi_w + p*omega_wn) and the matching cosine; the positional phase
+    rate omega is learned, so position is a rotation of every harmonic, not an added vector.
+    A plain lookup table can be blended in (weight 1 - sigmoid(wave_ratio)) because sinusoids
+    of freshly initialised frequencies give weak, tangled gradients early in training; the
+    trainer's schedule then pushes the wave share towards 0.9.
+    """
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        V, W, H = config.vocab_size, config.num_waves, config.num_harmonics
+        self.num_waves, self.num_harmonics = W, H
+        self.frequencies = nn.Parameter(torch.rand(V, W) * 0.5 + 0.05)
+        self.phases = nn.Parameter((torch.rand(V, W) * 2 - 1) * math.pi)
+        self.amplitudes = nn.Parameter(torch.randn(V, W, H) / math.sqrt(H) / torch.arange(1, H + 1))
+        # Position rates span ~1 rad/token down to ~1 turn per context, like rotary embeddings.
+        rates = torch.logspace(0, -math.log10(config.block_size), W)
+        self.position_rate = nn.Parameter(rates[:, None] * torch.arange(1, H + 1))
+        self.register_buffer("harmonic", torch.arange(1, H + 1, dtype=torch.float32), persistent=False)
+        self.proj = nn.Linear(2 * W * H, config.d_model)
+        self.bootstrap = nn.Embedding(V, config.d_model) if config.bootstrap_embedding else None
+        if self.bootstrap is not None:
+            nn.init.normal_(self.bootstrap.weight, std=0.02)
+            self.wave_ratio = nn.Parameter(torch.zeros(()))  # sigmoid(0) = 0.5 wave share
+        self.norm = nn.LayerNorm(config.d_model)
+
+    def wave_share(self) -> float:
+        return 1.0 if self.bootstrap is None else torch.sigmoid(self.wave_ratio).item()
+
+    def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        T = idx.shape[1]
+        pos = torch.arange(start_pos, start_pos + T, device=idx.device, dtype=torch.float32)
+        f = self.frequencies[idx].unsqueeze(-1)  # (B, T, W, 1)
+        phi = self.phases[idx].unsqueeze(-1)
+        phase = 2 * math.pi * self.harmonic * f + phi + pos[:, None, None] * self.position_rate
+        amp = self.amplitudes[idx]  # (B, T, W, H)
+        features = torch.cat([amp * torch.sin(phase), amp * torch.cos(phase)], dim=-1)
+        x = self.proj(features.flatten(2))
+        if self.bootstrap is not None:
+            share = torch.sigmoid(self.wave_ratio)
+            x = share * x + (1 - share) * self.bootstrap(idx)
+        return self.norm(x)
+
+    @torch.no_grad()
+    def signal(self, token_ids: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Continuous signal s(t) = sum_w sum_n A_wn sin(n f_w t + phi_w) of each token.
+
+        Returns (len(token_ids), len(t)); used by plots, the app and the animation.
+        """
+        f = self.frequencies[token_ids][:, :, None, None]  # (N, W, 1, 1)
+        phi = self.phases[token_ids][:, :, None, None]
+        amp = self.amplitudes[token_ids][..., None]  # (N, W, H, 1)
+        n = self.harmonic[None, None, :, None]
+        return (amp * torch.sin(n * f * t + phi)).sum(dim=(1, 2))
+
+    @torch.no_grad()
+    def harmonics(self, token_ids: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Each harmonic's contribution summed over waves: (len(token_ids), H, len(t))."""
+        f = self.frequencies[token_ids][:, :, None, None]
+        phi = self.phases[token_ids][:, :, None, None]
+        amp = self.amplitudes[token_ids][..., None]
+        n = self.harmonic[None, None, :, None]
+        return (amp * torch.sin(n * f * t + phi)).sum(dim=1)
+
+
+class ClassicEmbedding(nn.Module):
+    """nanoGPT's token lookup plus learned absolute positions."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        self.token = nn.Embedding(config.vocab_size, config.d_model)
+        self.position = nn.Embedding(config.block_size, config.d_model)
+        nn.init.normal_(self.token.weight, std=0.02)
+        nn.init.normal_(self.position.weight, std=0.02)
+
+    def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        pos = torch.arange(start_pos, start_pos + idx.shape[1], device=idx.device)
+        return self.token(idx) + self.position(pos)

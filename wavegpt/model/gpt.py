@@ -1,0 +1,139 @@
+"""The Wave-Native GPT and its classic twin: embedding -> blocks -> collapse head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import WaveGPTConfig
+from .attention import LayerCache, build_attention
+from .embedding import ClassicEmbedding, WavePacketEmbedding
+from .mlp import ResonanceMLP
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + mix(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model)
+        self.attn = build_attention(config)
+        self.ln2 = nn.LayerNorm(config.d_model)
+        self.mlp = ResonanceMLP(config)
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), start_pos, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class CollapseHead(nn.Module):
+    """LayerNorm, then a projection of the continuous state onto the vocabulary: the wave
+    'collapses' into one logit per token."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model)
+        self.proj = nn.Linear(config.d_model, config.vocab_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(x))
+
+
+class DecodeCache:
+    """Per-layer caches plus the number of positions already processed."""
+
+    def __init__(self, n_layers: int):
+        self.layers = [LayerCache() for _ in range(n_layers)]
+        self.pos = 0
+
+
+class WaveGPT(nn.Module):
+    """`model(idx, targets)` returns `(logits, loss)`; loss is mean cross-entropy (nats/token)."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        self.config = config
+        wave = config.model_type == "wave"
+        self.embedding = WavePacketEmbedding(config) if wave else ClassicEmbedding(config)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.head = CollapseHead(config)
+        self.apply(self._init_weights)
+        if not wave:  # nanoGPT ties the output projection to the token embedding
+            self.head.proj.weight = self.embedding.token.weight
+        # GPT-2's scaled init of the projections that write into the residual stream.
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.out.weight", "mlp.fc2.weight")):
+                nn.init.normal_(p, std=0.02 / (2 * config.n_layers) ** 0.5)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied tensors are counted once
+
+    def set_attention_impl(self, impl: str) -> None:
+        """"fast" (fused / chunked) or "reference" (the naive operators)."""
+        for block in self.blocks:
+            block.attn.impl = impl
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: DecodeCache | None = None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        start = cache.pos if cache is not None else 0
+        if start + idx.shape[1] > self.config.block_size:
+            raise ValueError(
+                f"Sequence of {start + idx.shape[1]} tokens exceeds block_size {self.config.block_size}."
+            )
+        x = self.drop(self.embedding(idx, start))
+        for i, block in enumerate(self.blocks):
+            x = block(x, start, cache.layers[i] if cache is not None else None)
+        if cache is not None:
+            cache.pos += idx.shape[1]
+        if last_only:
+            x = x[:, -1:]
+        logits = self.head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append `max_new_tokens` sampled tokens to idx (B, T) and return the whole sequence."""
+        from ..sampling import sample_tokens
+
+        new = [tok for tok, _ in sample_tokens(self, idx, max_new_tokens, temperature, top_k, top_p,
+                                                 use_cache=use_cache, generator=generator)]
+        return torch.cat([idx, *(t[:, None] for t in new)], dim=1)
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> None:
+        from ..checkpoint import save_model
+
+        save_model(self, folder, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> WaveGPT:
+        from ..checkpoint import load_model
+
+        return load_model(folder, map_location)
