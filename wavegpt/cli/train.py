@@ -1,0 +1,105 @@
+"""wavegpt-train: train a Wave-Native GPT (or the classic baseline) with Accelerate.
+
+    python train.py --model tiny --dataset shakespeare
+    accelerate launch --cpu --num_processes 2 train.py --model tiny --data input.txt --out runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from ..config import PRESETS, SIZES, ConfigError
+from ..data import DATASETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..trainer import TrainArgs
+
+    d = TrainArgs()
+    p = argparse.ArgumentParser(prog="wavegpt-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), help=f"training preset (default {d.preset})")
+    p.add_argument("--model", choices=list(SIZES), help=f"model size (default {d.model})")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=DATASETS, help="named corpus, downloaded on first use (default shakespeare)")
+    src.add_argument("--data", metavar="PATH", help="a local text file, or a folder of .txt/.md files")
+    p.add_argument("--out", metavar="FOLDER", help=f"run folder (default {d.out})")
+    p.add_argument("--max-steps", type=int, help=f"optimizer steps in the run (default {d.max_steps})")
+    p.add_argument("--stop-at", type=int, metavar="STEP",
+                   help="end this invocation after STEP steps (saving a checkpoint), keeping the schedule of "
+                        "--max-steps; continue later with --resume")
+    p.add_argument("--batch-size", type=int, help=f"sequences per micro-batch per process (default {d.batch_size})")
+    p.add_argument("--grad-accum", type=int, help=f"micro-batches per optimizer step (default {d.grad_accum})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--warmup-steps", type=int,
+                   help=f"linear warmup steps before cosine decay (default {d.warmup_steps})")
+    p.add_argument("--weight-decay", type=float, help=f"decoupled weight decay on matrices (default {d.weight_decay})")
+    p.add_argument("--grad-clip", type=float, help=f"gradient norm clip, 0 = off (default {d.grad_clip})")
+    p.add_argument("--seed", type=int, help=f"seed for init, data order and dropout (default {d.seed})")
+    p.add_argument("--vocab-size", type=int, help=f"BPE vocabulary size (default {d.vocab_size})")
+    p.add_argument("--block-size", type=int, help="context length (default: the size's)")
+    p.add_argument("--dropout", type=float, help="dropout rate (default 0)")
+    p.add_argument("--eval-interval", type=int, help=f"steps between validations (default {d.eval_interval})")
+    p.add_argument("--eval-batches", type=int, help=f"validation batches (default {d.eval_batches})")
+    p.add_argument("--save-interval", type=int, help=f"steps between checkpoints (default {d.save_interval})")
+    p.add_argument("--log-interval", type=int, help=f"steps between metric lines (default {d.log_interval})")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="Accelerate mixed precision (default no)")
+    p.add_argument("--max-bad-steps", type=int,
+                   help=f"stop after this many NaN/inf losses in a row (default {d.max_bad_steps})")
+    p.add_argument("--report-to", choices=["auto", "none", "tensorboard", "wandb", "all"],
+                   help=f"Accelerate tracker, used when installed (default {d.report_to})")
+    p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def args_from_cli(argv: list[str] | None = None):
+    """Explicit flags win; on --resume the rest come from the run's run.json; then defaults."""
+    from ..trainer import TrainArgs
+
+    ns = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(ns).items() if v is not None and v is not False}
+    overrides = {k: given.pop(k) for k in ("block_size", "dropout") if k in given}
+    given["progress"] = not given.pop("no_progress", False)
+    base: dict = {}
+    run_json = Path(given.get("out", TrainArgs.out)) / "run.json"
+    if given.get("resume") and run_json.is_file():
+        base = json.loads(run_json.read_text())
+        base = {k: v for k, v in base.items() if k not in ("resume", "overwrite", "stop_at")}
+    if "data" in given:
+        base.pop("dataset", None)
+        given["dataset"] = None
+    elif "dataset" in given:
+        base.pop("data", None)
+    fields = {**base, **given}
+    fields["overrides"] = {**fields.get("overrides", {}), **overrides}
+    return TrainArgs(**{k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(TrainArgs)}})
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..checkpoint import CheckpointError
+    from ..data import DataError
+    from ..trainer import TrainError, train
+
+    try:
+        args = args_from_cli(argv)
+        if args.max_steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
+            raise TrainError("--max-steps, --batch-size and --grad-accum must be at least 1.")
+        train(args)
+    except (ConfigError, DataError, CheckpointError, TrainError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; the last saved checkpoint is intact (continue with --resume).", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The one training loop, on Hugging Face Accelerate (one CPU, one GPU, or many processes).
+
+A run folder (`--out`) holds:
+  checkpoint/      the latest model folder plus trainer_state.pt (optimizer, step, RNG, data
+                   order): what --resume continues from
+  best/            the model folder with the best held-out validation loss so far
+  metrics.jsonl    one JSON object per logged step; learning_curve.png at the end
+  run.json         the training arguments
+Every folder is written atomically (see checkpoint.atomic_folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from .checkpoint import CheckpointError, atomic_folder, load_config, write_model_files
+from .config import WaveGPTConfig
+from .data import Corpus, check_corpus_fits, default_cache_dir, get_batch, iter_eval_batches, prepare_corpus
+from .model import WaveGPT
+from .physics import RGD, QFELoss
+from .tokenizer import WaveTokenizer
+
+STATE_NAME = "trainer_state.pt"
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or continue; the message is one sentence."""
+
+
+@dataclass
+class TrainArgs:
+    preset: str = "full_physics"
+    model: str = "tiny"
+    dataset: str | None = "shakespeare"
+    data: str | None = None
+    out: str = "runs/wavegpt"
+    max_steps: int = 2000
+    stop_at: int | None = None  # end this invocation early, keeping the schedule of max_steps
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 1337
+    vocab_size: int = 1024
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields (block_size, dropout...)
+    eval_interval: int = 250
+    eval_batches: int = 40
+    save_interval: int = 500
+    log_interval: int = 10
+    mixed_precision: str = "no"
+    max_bad_steps: int = 5
+    resume: bool = False
+    overwrite: bool = False
+    cpu: bool = False
+    progress: bool = True
+    report_to: str = "auto"  # an Accelerate tracker; auto = tensorboard when installed, else none
+    cache_dir: str | None = None
+
+
+def lr_at(step: int, args: TrainArgs) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio * lr at max_steps."""
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
+    floor = args.lr * args.min_lr_ratio
+    return floor + 0.5 * (args.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def wave_share_floor(step: int, max_steps: int) -> float:
+    """The bootstrap schedule: the wave share may not fall below 0.5 -> 0.9 over the run."""
+    return 0.5 + 0.4 * min(1.0, step / max(1, max_steps))
+
+
+def build_optimizer(model: WaveGPT, args: TrainArgs) -> torch.optim.Optimizer:
+    """Weight decay on matrices only (as in nanoGPT); RGD or AdamW as the preset says."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    c = model.config
+    if c.optimizer == "rgd":
+        return RGD(groups, lr=args.lr, betas=(0.9, 0.95), resonance_strength=c.resonance_strength,
+                   warmup_steps=c.rgd_warmup_steps)
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
+
+
+def _prepare_out(out: Path, args: TrainArgs, is_main: bool) -> None:
+    holds_run = out.exists() and any(out.iterdir())
+    if args.resume:
+        if not (out / "checkpoint" / STATE_NAME).is_file():
+            raise TrainError(f"There is no checkpoint to resume in {out} (expected {out / 'checkpoint'}).")
+    elif holds_run and not args.overwrite:
+        raise TrainError(f"Output folder {out} already holds a run; pass --resume to continue it or "
+                         f"--overwrite to replace it.")
+    elif holds_run and is_main:
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _load_state(out: Path) -> dict[str, Any]:
+    try:
+        return torch.load(out / "checkpoint" / STATE_NAME, map_location="cpu", weights_only=True)
+    except Exception as e:  # a torn or foreign file: name it, don't dump a traceback
+        raise CheckpointError(f"{out / 'checkpoint' / STATE_NAME} cannot be read ({type(e).__name__}).") from None
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, corpus: Corpus, args: TrainArgs, block_size: int,
+             accelerator: Accelerator) -> dict[str, float]:
+    """Mean held-out loss over evenly spaced validation windows, shared across processes."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device)  # summed nats, token count
+    for i, (x, y) in enumerate(iter_eval_batches(corpus.val, args.batch_size, block_size, args.eval_batches)):
+        if i % accelerator.num_processes != accelerator.process_index:
+            continue
+        x, y = x.to(accelerator.device), y.to(accelerator.device)
+        _, loss = model(x, y)
+        total += torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()), device=total.device)])
+    total = accelerator.reduce(total, reduction="sum")
+    model.train(was_training)
+    nats_token = (total[0] / total[1]).item()
+    chars_per_token = corpus.val_chars / len(corpus.val)
+    return {"val_nats_per_token": nats_token, "val_nats_per_char": nats_token / chars_per_token}
+
+
+def train(args: TrainArgs) -> dict[str, Any]:
+    """Train (or resume) one run; returns the final figures. Raises TrainError and friends."""
+    accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
+                              gradient_accumulation_steps=args.grad_accum, log_with=_tracker(args.report_to),
+                              project_dir=args.out)
+    out = Path(args.out)
+    _prepare_out(out, args, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+
+    state = _load_state(out) if args.resume else None
+    tokenizer = WaveTokenizer.load(out / "checkpoint") if state else None
+    config = load_config(out / "checkpoint") if state else WaveGPTConfig.from_preset(
+        args.model, args.preset, vocab_size=args.vocab_size, **args.overrides)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    with accelerator.main_process_first():
+        corpus = prepare_corpus(args.dataset, args.data, config.vocab_size, cache, tokenizer=tokenizer)
+    check_corpus_fits(corpus, config.block_size)
+    config.vocab_size = corpus.tokenizer.vocab_size
+    config.extra = {"data": corpus.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val)}
+
+    set_seed(args.seed + accelerator.process_index)
+    model = WaveGPT(config)
+    optimizer = build_optimizer(model, args)
+    loss_fn = QFELoss(lambda_coherence=config.lambda_coherence) if config.loss == "qfe" else None
+    data_rng = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index)
+    start_step, best_val, bad_in_row, skipped = 0, float("inf"), 0, 0
+    if state:
+        model.load_state_dict(WaveGPT.from_pretrained(out / "checkpoint").state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, best_val, skipped = state["step"], state["best_val"], state["skipped_steps"]
+        data_rng.set_state(state["data_rng"][accelerator.process_index].clone())
+        torch.set_rng_state(state["torch_rng"][accelerator.process_index].clone())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
+        corpus.tokenizer.save(out / "tokenizer.json")
+        _trim_metrics(out / "metrics.jsonl", start_step)
+    if accelerator.log_with:
+        accelerator.init_trackers("wavegpt", config={k: v for k, v in dataclasses.asdict(args).items()
+                                                     if isinstance(v, (int, float, str, bool))})
+    accelerator.print(f"wavegpt: {config.preset} / {args.model}, {raw.num_parameters() / 1e6:.2f}M parameters, "
+                      f"{len(corpus.train):,} train and {len(corpus.val):,} val tokens ({corpus.name}), "
+                      f"{accelerator.num_processes} process(es) on {accelerator.device}")
+
+    T = config.block_size
+    tokens_per_step = args.batch_size * T * args.grad_accum * accelerator.num_processes
+    end_step = min(args.max_steps, args.stop_at) if args.stop_at else args.max_steps
+    bar = _progress(args, accelerator, start_step, end_step)
+    metrics: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    window_start, window_tokens, eval_time = t0, 0, 0.0
+    step = start_step
+    for step in range(start_step, end_step):
+        lr = lr_at(step, args)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sums = torch.zeros(3, device=accelerator.device)  # loss, ce, coherence over micro-batches
+        for _ in range(args.grad_accum):
+            x, y = get_batch(corpus.train, args.batch_size, T, data_rng)
+            x, y = x.to(accelerator.device), y.to(accelerator.device)
+            with accelerator.accumulate(model):
+                logits, ce = model(x, y)
+                if loss_fn is not None:
+                    parts = loss_fn(logits, y, return_components=True)
+                    loss, coherence = parts["total"], parts["coherence"]
+                else:
+                    loss, coherence = ce, torch.zeros((), device=ce.device)
+                accelerator.backward(loss)
+            sums += torch.stack([loss.detach().float(), ce.detach().float(), coherence.detach().float()])
+        sums = accelerator.reduce(sums, reduction="mean") / args.grad_accum
+        if not torch.isfinite(sums).all():  # every process sees the same reduced value
+            optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            bad_in_row += 1
+            accelerator.print(f"step {step + 1}: loss is not finite; step skipped ({bad_in_row} in a row)")
+            if bad_in_row >= args.max_bad_steps:
+                raise TrainError(f"Training stopped at step {step + 1}: the loss was NaN or infinite for "
+                                 f"{bad_in_row} steps in a row; lower --lr or check the data.")
+            continue
+        bad_in_row = 0
+        if args.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if config.model_type == "wave" and config.bootstrap_embedding:
+            floor = wave_share_floor(step + 1, args.max_steps)
+            with torch.no_grad():
+                raw.embedding.wave_ratio.clamp_(min=math.log(floor / (1 - floor)))
+
+        window_tokens += tokens_per_step
+        done = step + 1
+        log_now = done % args.log_interval == 0 or done == end_step
+        evaluate_now = done % args.eval_interval == 0 or done == end_step
+        if log_now or evaluate_now:
+            now = time.perf_counter()
+            metrics = {"step": done, "loss": sums[0].item(), "ce": sums[1].item(), "coherence": sums[2].item(),
+                       "lr": lr, "wave_ratio": raw.embedding.wave_share() if config.model_type == "wave" else None,
+                       "tokens_per_s": window_tokens / max(now - window_start, 1e-9),
+                       "tokens": done * tokens_per_step, "skipped_steps": skipped}
+            if evaluate_now:
+                metrics.update(evaluate(model, corpus, args, T, accelerator))
+                metrics["val"] = metrics["val_nats_per_token"]
+                eval_time += time.perf_counter() - now
+            _log(out, metrics, accelerator)
+            if bar is not None:
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{lr:.1e}", tok_s=f"{metrics['tokens_per_s']:,.0f}")
+            window_start, window_tokens = time.perf_counter(), 0
+        if evaluate_now and metrics["val"] < best_val:
+            best_val = metrics["val"]
+            _save_best(raw, corpus, out, metrics, accelerator)
+        if done % args.save_interval == 0 or done == end_step:
+            _save_checkpoint(raw, optimizer, corpus, out, done, best_val, skipped, data_rng, accelerator)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    accelerator.wait_for_everyone()
+    wall = time.perf_counter() - t0
+    trained = (end_step - start_step) * tokens_per_step
+    summary = {"steps": end_step, "tokens": end_step * tokens_per_step, "wall_time_s": wall,
+               "tokens_per_s": trained / max(wall - eval_time, 1e-9),
+               "best_val_nats_per_token": best_val, "skipped_steps": skipped,
+               "parameters": raw.num_parameters(), **{k: metrics[k] for k in metrics if k.startswith("val_")}}
+    if accelerator.is_main_process:
+        from .plots import plot_learning_curve
+
+        plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png")
+        accelerator.print(json.dumps(summary))
+    accelerator.end_training()
+    return summary
+
+
+def _tracker(report_to: str) -> str | None:
+    if report_to == "auto":
+        from accelerate.utils import is_tensorboard_available
+
+        return "tensorboard" if is_tensorboard_available() else None
+    return None if report_to == "none" else report_to
+
+
+def _progress(args: TrainArgs, accelerator: Accelerator, start: int, end: int):
+    if not (args.progress and accelerator.is_main_process):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _log(out: Path, metrics: dict[str, Any], accelerator: Accelerator) -> None:
+    if accelerator.is_main_process:
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+    if accelerator.log_with:
+        accelerator.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=metrics["step"])
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """A resumed run repeats the steps after its checkpoint: drop their old log lines."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+def _finite(model: WaveGPT) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _with_figures(model: WaveGPT, extra: dict[str, Any]) -> WaveGPTConfig:
+    model.config.extra = {**model.config.extra, **extra}
+    return model.config
+
+
+def _save_best(model: WaveGPT, corpus: Corpus, out: Path, metrics: dict[str, Any],
+               accelerator: Accelerator) -> None:
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process or not _finite(model):
+        return
+    _with_figures(model, {k: metrics[k] for k in ("step", "tokens", "val_nats_per_token", "val_nats_per_char")
+                          if k in metrics})
+    with atomic_folder(out / "best") as tmp:
+        write_model_files(model, tmp)
+        corpus.tokenizer.save(tmp / "tokenizer.json")
+
+
+def _save_checkpoint(model: WaveGPT, optimizer: torch.optim.Optimizer, corpus: Corpus, out: Path, step: int,
+                     best_val: float, skipped: int, data_rng: torch.Generator, accelerator: Accelerator) -> None:
+    """Everything needed to continue exactly: weights, optimizer (RGD's step count included),
+    step, and every process's data-order and dropout RNG."""
+    rngs = torch.stack([data_rng.get_state(), torch.get_rng_state()])
+    rngs = accelerator.gather(rngs.to(accelerator.device)[None]).cpu()  # (processes, 2, n)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    if not _finite(model):
+        raise TrainError(f"Refusing to save step {step}: the weights hold NaN or infinite values.")
+    state = {"optimizer": optimizer.state_dict(), "step": step, "best_val": best_val,
+             "skipped_steps": skipped, "data_rng": [r.clone() for r in rngs[:, 0]],
+             "torch_rng": [r.clone() for r in rngs[:, 1]]}
+    with atomic_folder(out / "checkpoint") as tmp:
+        write_model_files(model, tmp)
+        corpus.tokenizer.save(tmp / "tokenizer.json")
+        torch.save(state, tmp / STATE_NAME)
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "best_val": best_val}) + "\n")
