@@ -1,9 +1,15 @@
+import random
+from pathlib import Path
+
 import pytest
 import torch
 
 from wavegpt.config import WaveGPTConfig
 
 torch.set_num_threads(2)
+
+WORDS = ["the", "king", "queen", "wave", "light", "sea", "night", "day", "love", "war", "speak", "thou", "art",
+         "my", "lord", "good", "sir"]
 
 
 def tiny_config(preset: str = "full_physics", **overrides) -> WaveGPTConfig:
@@ -12,6 +18,21 @@ def tiny_config(preset: str = "full_physics", **overrides) -> WaveGPTConfig:
                   block_size=32, chunk_size=8)
     fields.update(overrides)
     return WaveGPTConfig.from_preset("tiny", preset, **fields)
+
+
+def make_checkpoint(folder: Path, preset: str = "full_physics", seed: int = 0, **overrides) -> Path:
+    """A tiny random-weight checkpoint folder (config, weights, tokenizer), as wavegpt-train writes."""
+    from wavegpt import WaveGPT
+    from wavegpt.tokenizer import WaveTokenizer
+
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(12)) + ".\n" for _ in range(60)]
+    tokenizer = WaveTokenizer.train(texts, vocab_size=300)
+    torch.manual_seed(seed)
+    model = WaveGPT(tiny_config(preset, vocab_size=tokenizer.vocab_size, **overrides))
+    model.save_pretrained(folder)
+    tokenizer.save(Path(folder) / "tokenizer.json")
+    return Path(folder)
 
 
 @pytest.fixture

@@ -19,8 +19,13 @@ from .model.gpt import DecodeCache, WaveGPT
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Scaled logits with everything outside top-k / the top-p nucleus set to -inf."""
-    logits = logits.float() / temperature
+    """Scaled logits with everything outside top-k / the top-p nucleus set to -inf.
+
+    The maximum is subtracted before scaling (softmax does not change), so a tiny positive
+    temperature cannot overflow the logits to inf and the probabilities to NaN.
+    """
+    logits = logits.float()
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

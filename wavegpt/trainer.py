@@ -63,6 +63,7 @@ class TrainArgs:
     save_interval: int = 500
     log_interval: int = 10
     mixed_precision: str = "no"
+    max_time: float | None = None  # seconds: end early for equal wall-clock comparisons
     max_bad_steps: int = 5
     resume: bool = False
     overwrite: bool = False
@@ -232,6 +233,8 @@ def train(args: TrainArgs) -> dict[str, Any]:
 
         window_tokens += tokens_per_step
         done = step + 1
+        if args.max_time and _all_agree(time.perf_counter() - t0 > args.max_time, accelerator):
+            end_step = done  # every process stops on the same step
         log_now = done % args.log_interval == 0 or done == end_step
         evaluate_now = done % args.eval_interval == 0 or done == end_step
         if log_now or evaluate_now:
@@ -255,6 +258,8 @@ def train(args: TrainArgs) -> dict[str, Any]:
             _save_checkpoint(raw, optimizer, corpus, out, done, best_val, skipped, data_rng, accelerator)
         if bar is not None:
             bar.update(1)
+        if done == end_step:
+            break
     if bar is not None:
         bar.close()
     accelerator.wait_for_everyone()
@@ -263,7 +268,8 @@ def train(args: TrainArgs) -> dict[str, Any]:
     summary = {"steps": end_step, "tokens": end_step * tokens_per_step, "wall_time_s": wall,
                "tokens_per_s": trained / max(wall - eval_time, 1e-9),
                "best_val_nats_per_token": best_val, "skipped_steps": skipped,
-               "parameters": raw.num_parameters(), **{k: metrics[k] for k in metrics if k.startswith("val_")}}
+               "parameters": raw.num_parameters(), "peak_memory_mb": _peak_memory_mb(accelerator),
+               **{k: metrics[k] for k in metrics if k.startswith("val_")}}
     if accelerator.is_main_process:
         from .plots import plot_learning_curve
 
@@ -271,6 +277,19 @@ def train(args: TrainArgs) -> dict[str, Any]:
         accelerator.print(json.dumps(summary))
     accelerator.end_training()
     return summary
+
+
+def _all_agree(flag: bool, accelerator: Accelerator) -> bool:
+    return accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), reduction="sum").item() > 0
+
+
+def _peak_memory_mb(accelerator: Accelerator) -> float:
+    """Peak GPU memory allocated, or on the CPU the process's peak resident set."""
+    if accelerator.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(accelerator.device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _tracker(report_to: str) -> str | None:

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, metavar="STEP",
                    help="end this invocation after STEP steps (saving a checkpoint), keeping the schedule of "
                         "--max-steps; continue later with --resume")
+    p.add_argument("--max-time", type=float, metavar="SECONDS",
+                   help="end the run after this much wall-clock time (equal-time comparisons)")
     p.add_argument("--batch-size", type=int, help=f"sequences per micro-batch per process (default {d.batch_size})")
     p.add_argument("--grad-accum", type=int, help=f"micro-batches per optimizer step (default {d.grad_accum})")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")

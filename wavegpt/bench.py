@@ -1,0 +1,212 @@
+"""The honest benchmark: every model on the same data, tokenizer, context, batch, schedule
+and token budget (or wall-clock budget), several seeds, judged on held-out data.
+
+Each run is a real `wavegpt-train` in its own process (so its peak memory is its own);
+results go to `results.json`, `results.md` and comparison plots in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import PRESETS, SIZES, ConfigError
+
+
+@dataclass
+class BenchArgs:
+    presets: list[str] = field(default_factory=lambda: list(PRESETS))
+    model: str = "tiny"
+    max_tokens: int = 1_000_000
+    max_time: float | None = None  # equal wall-clock budget per run instead of equal tokens
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out: str = "bench-results"
+    dataset: str | None = "shakespeare"
+    data: str | None = None
+    batch_size: int = 32
+    block_size: int | None = None
+    lr: float = 2e-3
+    dropout: float = 0.1
+    eval_batches: int = 40
+    evals: int = 8  # validation points per run, for the curves
+    threads: int | None = None
+    cache_dir: str | None = None
+
+    def validate(self) -> None:
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown:
+            raise ConfigError(f"Unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}.")
+        if self.model not in SIZES:
+            raise ConfigError(f"Unknown model size {self.model!r}; choose one of {', '.join(SIZES)}.")
+        if self.max_tokens < 1 or not self.seeds:
+            raise ConfigError("--max-tokens must be positive and --seeds must name at least one seed.")
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def block_size_of(args: BenchArgs) -> int:
+    return args.block_size or SIZES[args.model]["block_size"]
+
+
+def run_one(args: BenchArgs, preset: str, seed: int) -> dict[str, Any]:
+    """One training run through the train command, in a fresh process."""
+    out = Path(args.out) / "runs" / f"{preset}-seed{seed}"
+    steps = max(1, args.max_tokens // (args.batch_size * block_size_of(args)))
+    cmd = [sys.executable, "-m", "wavegpt.cli.train", "--preset", preset, "--model", args.model,
+           "--out", str(out), "--overwrite", "--no-progress", "--seed", str(seed),
+           "--max-steps", str(steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+           "--dropout", str(args.dropout), "--block-size", str(block_size_of(args)),
+           "--eval-interval", str(max(1, steps // args.evals)), "--eval-batches", str(args.eval_batches),
+           "--save-interval", str(steps), "--warmup-steps", str(max(1, min(100, steps // 10))),
+           "--report-to", "none"]
+    cmd += ["--data", args.data] if args.data else ["--dataset", args.dataset or "shakespeare"]
+    if args.cache_dir:
+        cmd += ["--cache-dir", args.cache_dir]
+    if args.max_time:
+        cmd += ["--max-time", str(args.max_time)]
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"The {preset} run with seed {seed} failed: {tail}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"preset": preset, "seed": seed, "folder": str(out), **summary}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for preset in dict.fromkeys(r["preset"] for r in runs):
+        rs = [r for r in runs if r["preset"] == preset]
+        row: dict[str, Any] = {"preset": preset, "seeds": [r["seed"] for r in rs],
+                               "parameters": rs[0]["parameters"]}
+        for key in ("tokens", "wall_time_s", "tokens_per_s", "peak_memory_mb", "val_nats_per_token",
+                    "val_nats_per_char"):
+            row[key], row[key + "_std"] = _mean_std([float(r[key]) for r in rs])
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["val_nats_per_char"])
+
+
+def markdown_table(rows: list[dict[str, Any]], args: BenchArgs, machine: str) -> str:
+    budget = f"{args.max_time:.0f} s of wall-clock time" if args.max_time else f"{args.max_tokens:,} tokens"
+    lines = [
+        f"Budget per run: {budget}; model size `{args.model}`, context {block_size_of(args)}, batch "
+        f"{args.batch_size}, lr {args.lr}, dropout {args.dropout}, seeds {', '.join(map(str, args.seeds))}; "
+        f"validation on the held-out last 10% ({args.eval_batches} batches). Machine: {machine}.",
+        "",
+        "| preset | params | tokens | wall time (s) | tokens/s | peak mem (MB) | val nats/token | val nats/char |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['tokens']:,.0f} | {r['wall_time_s']:.0f} | "
+            f"{r['tokens_per_s']:,.0f} | {r['peak_memory_mb']:,.0f} | "
+            f"{r['val_nats_per_token']:.3f} ± {r['val_nats_per_token_std']:.3f} | "
+            f"{r['val_nats_per_char']:.3f} ± {r['val_nats_per_char_std']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import read_metrics
+
+    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(r["preset"] for r in rows)}
+    paths = []
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
+    for r in runs:
+        val = [m for m in read_metrics(Path(r["folder"]) / "metrics.jsonl") if "val_nats_per_char" in m]
+        ax.plot([m["tokens"] for m in val], [m["val_nats_per_char"] for m in val], color=colours[r["preset"]],
+                alpha=0.8, label=r["preset"] if r["seed"] == min(x["seed"] for x in runs) else None)
+    ax.set(title="Held-out validation during training (every seed)", xlabel="tokens seen",
+           ylabel="val nats/char")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "val_curves.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+
+    for key, title, ylabel, name in (
+        ("val_nats_per_char", "Final held-out loss (mean ± std over seeds, lower is better)", "val nats/char",
+         "final_nats_per_char.png"),
+        ("tokens_per_s", "Training throughput (mean ± std over seeds)", "tokens/s", "tokens_per_s.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+        names = [r["preset"] for r in rows]
+        ax.bar(names, [r[key] for r in rows], yerr=[r[key + "_std"] for r in rows], capsize=4,
+               color=[colours[n] for n in names])
+        if key == "val_nats_per_char":
+            lo = min(r[key] - r[key + "_std"] for r in rows)
+            hi = max(r[key] + r[key + "_std"] for r in rows)
+            ax.set_ylim(lo - 0.1 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
+        ax.set(title=title, ylabel=ylabel)
+        ax.tick_params(axis="x", rotation=30)
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        paths.append(out / name)
+        fig.savefig(paths[-1])
+        plt.close(fig)
+    return paths
+
+
+def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
+    args.validate()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_description()
+    presets = ["classic", *[p for p in args.presets if p != "classic"]]
+    runs = []
+    for preset in presets:
+        for seed in args.seeds:
+            run = run_one(args, preset, seed)
+            runs.append(run)
+            log(f"{preset} seed {seed}: val {run['val_nats_per_char']:.4f} nats/char, "
+                f"{run['tokens_per_s']:,.0f} tokens/s, {run['wall_time_s']:.0f} s")
+    rows = aggregate(runs)
+    result = {"machine": machine, "args": args.__dict__, "summary": rows, "runs": runs}
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.md").write_text(markdown_table(rows, args, machine))
+    plots = plot_comparison(runs, rows, out)
+    best_wave = next((r for r in rows if r["preset"] != "classic"), None)
+    if best_wave is not None:
+        try:
+            from .plots import plot_wave_model
+        except ImportError:
+            plot_wave_model = None
+        if plot_wave_model is not None:
+            run = min((r for r in runs if r["preset"] == best_wave["preset"]), key=lambda r: r["val_nats_per_char"])
+            plot_wave_model(Path(run["folder"]) / "best", out / "wave_plots",
+                            metrics_path=Path(run["folder"]) / "metrics.jsonl")
+    log((out / "results.md").read_text())
+    log("plots: " + ", ".join(str(p) for p in plots))
+    return result

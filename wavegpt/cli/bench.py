@@ -1,0 +1,50 @@
+"""wavegpt-bench: train the classic baseline and wave presets on equal budgets, several seeds,
+and compare them on held-out data.
+
+    wavegpt-bench --model tiny --max-tokens 1000000 --seeds 0 1 2 --out bench-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import PRESETS, SIZES, ConfigError
+from ..data import DATASETS
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..bench import BenchArgs, run_benchmark
+
+    d = BenchArgs()
+    p = argparse.ArgumentParser(prog="wavegpt-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", nargs="+", default=d.presets, metavar="PRESET",
+                   help=f"presets to compare with classic (default all: {', '.join(PRESETS)})")
+    p.add_argument("--model", choices=list(SIZES), default=d.model, help=f"model size (default {d.model})")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                   help=f"training tokens per run, the same for every model (default {d.max_tokens:,})")
+    p.add_argument("--max-time", type=float, help="compare at equal wall-clock time instead: seconds per run")
+    p.add_argument("--seeds", nargs="+", type=int, default=d.seeds, help="seeds (default 0 1 2)")
+    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="named corpus (default shakespeare)")
+    src.add_argument("--data", help="a local text file or folder instead")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    p.add_argument("--block-size", type=int, help="context length (default: the size's)")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout (default {d.dropout})")
+    p.add_argument("--eval-batches", type=int, default=d.eval_batches, help="validation batches per evaluation")
+    p.add_argument("--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS)")
+    p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
+    ns = p.parse_args(argv)
+    args = BenchArgs(**{k: v for k, v in vars(ns).items() if v is not None})
+    try:
+        run_benchmark(args)
+    except (ConfigError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""wavegpt-generate: sample text from a trained Wave-Native GPT, streamed as it is produced.
+
+    python generate.py --prompt "ROMEO:" --max-new-tokens 300 --seed 1
+    python generate.py --checkpoint runs/tiny --temperature 0 --no-cache
+
+The text goes to stdout (the prompt first); the seed and the speed go to stderr, so
+`--seed` reproduces a run exactly, with or without --no-cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ..config import ConfigError
+
+DEFAULT_TOP_K = 50  # cuts the long tail of rare tokens that makes small models ramble
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..generation import MAX_NEW_TOKENS, MAX_SAMPLES
+
+    p = argparse.ArgumentParser(prog="wavegpt-generate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", metavar="FOLDER",
+                   help="model folder written by wavegpt-train (a run folder or its best/ or checkpoint/); "
+                        "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
+    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=200,
+                   help=f"tokens to generate per sample, 1 to {MAX_NEW_TOKENS} (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature; 0 is greedy, higher is more random (default 0.8)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                   help=f"sample only among the k likeliest tokens; 0 turns it off (default {DEFAULT_TOP_K})")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="nucleus sampling: only the likeliest tokens holding this much probability, in (0, 1] "
+                        "(default: off)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed; the same seed gives the same text (default: a fresh one, printed on stderr)")
+    p.add_argument("--num-samples", type=int, default=1,
+                   help=f"independent samples, 1 to {MAX_SAMPLES}, separated by a line of dashes (default 1)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute the whole context for every token instead of decoding incrementally "
+                        "(same tokens, much slower; for checking)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    return p
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def run(argv: list[str] | None = None) -> None:
+    from ..generation import (
+        NO_SHIPPED_CHECKPOINT,
+        SAMPLE_SEPARATOR,
+        check_sampling_args,
+        default_checkpoint,
+        load_for_generation,
+        random_seed,
+        stream_samples,
+    )
+
+    args = build_parser().parse_args(argv)
+    top_k = None if args.top_k == 0 else args.top_k
+    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint()
+    if checkpoint is None:
+        raise ValueError(NO_SHIPPED_CHECKPOINT)
+    check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples)
+    model, tokenizer = load_for_generation(checkpoint, args.device)
+    seed = random_seed() if args.seed is None else args.seed
+    print(f"seed {seed} (rerun with --seed {seed} to get the same text)", file=sys.stderr)
+    pieces = stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, top_k,
+                            args.top_p, seed=seed, use_cache=not args.no_cache, num_samples=args.num_samples)
+    start = time.perf_counter()
+    _write(args.prompt)
+    current = 0
+    for sample, piece in pieces:
+        while current < sample:  # the next sample begins: a line of dashes, then its prompt
+            _write(SAMPLE_SEPARATOR + args.prompt)
+            current += 1
+        _write(piece)
+    while current < args.num_samples - 1:  # samples that produced no text still get their line
+        _write(SAMPLE_SEPARATOR + args.prompt)
+        current += 1
+    _write("\n")
+    elapsed = time.perf_counter() - start
+    n = args.max_new_tokens * args.num_samples
+    cache = "off" if args.no_cache else "on"
+    print(f"{n} tokens in {elapsed:.2f} s ({n / max(elapsed, 1e-9):.1f} tokens/s, cache {cache})", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..checkpoint import CheckpointError
+
+    if hasattr(sys.stdout, "reconfigure"):  # a non-UTF-8 console prints '?' rather than crash
+        sys.stdout.reconfigure(errors="replace")
+    try:
+        run(argv)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\nerror: interrupted.", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # e.g. `| head`: stop quietly; keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

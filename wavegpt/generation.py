@@ -1,0 +1,238 @@
+"""Text in, text out: load a checkpoint with its tokenizer and stream sampled text.
+
+Everything here is a thin layer over `wavegpt.sampling.sample_tokens`, the one decoding
+loop, so the CLI, the app and the animation sample identically. Decoding is incremental
+(cached keys/values, or the constant-size recurrent state in linear mode) unless
+`use_cache=False`, and both give the same tokens for the same seed.
+
+How the context slides: the model sees at most `block_size` tokens. A longer prompt keeps
+its last `block_size` tokens; when generation would overflow the window, the window
+restarts from its newest `block_size // 2` tokens (see the module docstring of
+`wavegpt.sampling` for the exact rule and its cost).
+
+Text is decoded incrementally: byte-level BPE can split one UTF-8 character across
+tokens, so a piece is only emitted once it no longer ends in a partial character (which
+would decode as U+FFFD); concatenating the pieces gives exactly `decode(new_tokens)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from .checkpoint import TOKENIZER_NAME, WEIGHTS_NAME, CheckpointError, load_model, resolve_checkpoint
+from .model.gpt import WaveGPT
+from .sampling import sample_tokens
+from .tokenizer import WaveTokenizer
+
+MAX_NEW_TOKENS = 10_000  # per sample; a bigger request is almost surely a typo (and hours on a CPU)
+MAX_SAMPLES = 64
+CHECKPOINT_ENV = "WAVEGPT_CHECKPOINT"  # where an installed (non-checkout) copy keeps its model
+SAMPLE_SEPARATOR = "\n" + "-" * 40 + "\n"
+NO_SHIPPED_CHECKPOINT = (
+    "No trained checkpoint is shipped yet; pass --checkpoint FOLDER (a folder written by wavegpt-train)."
+)
+
+
+def default_checkpoint() -> Path | None:
+    """The shipped model: $WAVEGPT_CHECKPOINT if set, else `checkpoints/` at the repo root;
+    None while no model.safetensors is there."""
+    candidates = [Path(os.environ[CHECKPOINT_ENV])] if os.environ.get(CHECKPOINT_ENV) else []
+    candidates.append(Path(__file__).resolve().parent.parent / "checkpoints")
+    for folder in candidates:
+        try:
+            resolved = resolve_checkpoint(folder)
+        except CheckpointError:
+            continue
+        if (resolved / WEIGHTS_NAME).is_file():
+            return resolved
+    return None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a one-sentence ValueError."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"Unknown device {device!r}; use cpu or cuda.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but no CUDA GPU is available; use --device cpu.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS was asked for but is not available here; use --device cpu.")
+    return dev
+
+
+def load_for_generation(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[WaveGPT, WaveTokenizer]:
+    """Model (in eval mode, on `device`) and the tokenizer it was trained with."""
+    dev = resolve_device(device)
+    folder = resolve_checkpoint(checkpoint)
+    # A training run keeps tokenizer.json both in its model folders and at its top.
+    tok_path = next((p for p in (folder / TOKENIZER_NAME, Path(checkpoint) / TOKENIZER_NAME) if p.is_file()), None)
+    if tok_path is None:
+        raise CheckpointError(f"{folder} has no {TOKENIZER_NAME}, so its token ids cannot be turned into text.")
+    model = load_model(folder, map_location=dev)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise CheckpointError(f"The weights in {folder} hold NaN or infinite values (the training run diverged).")
+    try:
+        tokenizer = WaveTokenizer.load(tok_path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CheckpointError(
+            f"{tok_path} has {tokenizer.vocab_size} tokens but the model in {folder} only "
+            f"{model.config.vocab_size}; they do not belong together."
+        )
+    return model.eval(), tokenizer
+
+
+def random_seed() -> int:
+    """A fresh seed small enough to print and type back in with --seed."""
+    return secrets.randbelow(2**31)
+
+
+def check_sampling_args(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    num_samples: int,
+) -> None:
+    """One-sentence ValueErrors for requests the sampler cannot or should not serve."""
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, not {max_new_tokens}.")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be 0 (greedy) or more, not {temperature}.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, not {top_k}.")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], not {top_p}.")
+    if not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+        raise ValueError(f"num_samples must be between 1 and {MAX_SAMPLES}, not {num_samples}.")
+
+
+def encode_prompt(tokenizer: WaveTokenizer, prompt: str) -> list[int]:
+    """Prompt token ids; an empty prompt starts from a newline, since the model needs one token."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"The prompt must be text, not {type(prompt).__name__}.")
+    ids = tokenizer.encode(prompt) if prompt else []
+    return ids or tokenizer.encode("\n")
+
+
+class IncrementalDecoder:
+    """Turns a stream of token ids into text pieces that never end in half a character.
+
+    Byte-level BPE may split one UTF-8 character over several tokens; decoding them one at
+    a time would print U+FFFD. Tokens are held back while their text ends in U+FFFD, and
+    a piece is cut only where the decoded text is clean, so the pieces concatenate to
+    exactly `tokenizer.decode(all_ids)`.
+    """
+
+    MAX_PENDING = 32  # past this, garbage (bytes that never form a character) is let through
+
+    def __init__(self, tokenizer: WaveTokenizer):
+        self.tokenizer = tokenizer
+        self.pending: list[int] = []
+
+    def push(self, token: int) -> str:
+        self.pending.append(token)
+        text = self.tokenizer.decode(self.pending)
+        if not text.endswith("\ufffd"):
+            self.pending = []
+            return text
+        if len(self.pending) <= 4:  # a character has at most 4 bytes: wait for the rest
+            return ""
+        for cut in range(len(self.pending) - 1, 0, -1):  # emit up to the last clean point
+            head = self.tokenizer.decode(self.pending[:cut])
+            if not head.endswith("\ufffd"):
+                self.pending = self.pending[cut:]
+                return head
+        return self.flush() if len(self.pending) > self.MAX_PENDING else ""
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.pending) if self.pending else ""
+        self.pending = []
+        return text
+
+
+def stream_samples(
+    model: WaveGPT,
+    tokenizer: WaveTokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+    num_samples: int = 1,
+) -> Iterator[tuple[int, str]]:
+    """Yield (sample index, text piece) as tokens are produced, samples one after another.
+
+    One generator seeded once drives all samples, so a seed reproduces the whole run.
+    """
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p, num_samples)
+    if top_k is not None:
+        top_k = min(top_k, model.config.vocab_size)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(random_seed() if seed is None else seed)
+    idx = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long, device=device)
+    for sample in range(num_samples):
+        decoder = IncrementalDecoder(tokenizer)
+        for token, _ in sample_tokens(model, idx, max_new_tokens, temperature, top_k, top_p,
+                                      use_cache=use_cache, generator=generator):
+            piece = decoder.push(int(token[0]))
+            if piece:
+                yield sample, piece
+        piece = decoder.flush()
+        if piece:
+            yield sample, piece
+
+
+def stream_text(
+    model: WaveGPT,
+    tokenizer: WaveTokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+    num_samples: int = 1,
+) -> Iterator[str]:
+    """Yield the generated text (without the prompt) piece by piece as it is sampled.
+
+    With several samples, they follow each other separated by SAMPLE_SEPARATOR.
+    """
+    current = 0
+    for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
+                                        seed, use_cache, num_samples):
+        if sample != current:
+            current = sample
+            yield SAMPLE_SEPARATOR
+        yield piece
+
+
+def generate_texts(
+    model: WaveGPT,
+    tokenizer: WaveTokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+    num_samples: int = 1,
+) -> list[str]:
+    """The generated continuations (without the prompt), one string per sample."""
+    texts = [""] * num_samples if isinstance(num_samples, int) and num_samples > 0 else []
+    for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
+                                        seed, use_cache, num_samples):
+        texts[sample] += piece
+    return texts
