@@ -146,7 +146,7 @@ def test_second_prepare_reuses_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(WaveTokenizer, "train", no_training)
     again = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache")
-    resumed = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache", 
+    resumed = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache",
                              tokenizer=first.tokenizer)
     for corpus in (again, resumed):
         assert corpus.tokenizer.sha256 == first.tokenizer.sha256

@@ -1,0 +1,64 @@
+"""wavegpt-app: the Gradio app in the browser, serving the checkpoints of one folder.
+
+    python app.py                               # the model shipped in checkpoints/
+    python app.py --checkpoint-dir runs --port 7861
+
+Every model folder in --checkpoint-dir can be chosen (the folder itself when it holds a
+model, and each subfolder, training run folders included); nothing outside it can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def default_checkpoint_dir() -> Path:
+    """$WAVEGPT_CHECKPOINT if set, else the repo's checkpoints/ (where the shipped model lives)."""
+    from ..generation import CHECKPOINT_ENV
+
+    if os.environ.get(CHECKPOINT_ENV):
+        return Path(os.environ[CHECKPOINT_ENV])
+    return Path(__file__).resolve().parent.parent.parent / "checkpoints"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wavegpt-app", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint-dir", metavar="FOLDER",
+                   help="folder whose model folders the app offers (default: checkpoints/ at the repo root, "
+                        "or $WAVEGPT_CHECKPOINT)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for everyone)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home, before gradio is imported
+    args = build_parser().parse_args(argv)
+    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir()
+
+    from ..app import build_app
+    from ..checkpoint import CheckpointError
+
+    try:
+        demo = build_app(folder, device=args.device)
+    except (CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
