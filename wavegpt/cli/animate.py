@@ -1,0 +1,109 @@
+"""wavegpt-animate: an MP4 of the wave dynamics while the model generates text.
+
+    python animate.py --prompt "ROMEO:" --tokens 40 --output wave_dynamics.mp4
+    python animate.py --checkpoint runs/tiny --layer 0 --head 1 --frames-per-token 3 --fps 12
+
+Each generated token gets --frames-per-token frames showing, for that step of decoding:
+the wave packet of the token being read, its attention (interference) over the context in
+the chosen layer and head, the collapse of the next-token distribution (top 10, the
+sampled token marked) and the text so far. A classic checkpoint has no wave packets; its
+videos say so in that panel. Sampling flags mean what they mean for wavegpt-generate, so
+the same checkpoint, --seed, --temperature, --top-k and --top-p give the same tokens.
+The video is H.264 (yuv420p, faststart), playable in browsers and in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError
+from .generate import DEFAULT_TOP_K
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..animation import MAX_FPS, MAX_FRAMES_PER_TOKEN, MAX_SIZE, MAX_TOKENS, MIN_FPS, MIN_SIZE
+
+    p = argparse.ArgumentParser(prog="wavegpt-animate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", metavar="FOLDER",
+                   help="model folder written by wavegpt-train (a run folder or its best/ or checkpoint/); "
+                        "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
+    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
+    p.add_argument("--tokens", type=int, default=40, help=f"tokens to generate, 1 to {MAX_TOKENS} (default 40)")
+    p.add_argument("--fps", type=int, default=8, help=f"video frames per second, {MIN_FPS} to {MAX_FPS} (default 8)")
+    p.add_argument("--frames-per-token", type=int, default=1,
+                   help=f"frames per generated token, 1 to {MAX_FRAMES_PER_TOKEN}; more frames ease the bars in "
+                        "and let the wave packet travel (default 1)")
+    p.add_argument("--output", metavar="FILE.mp4", default="wave_dynamics.mp4",
+                   help="where to write the video; its folder must exist (default wave_dynamics.mp4)")
+    p.add_argument("--size", metavar="WxH", default="1280x720",
+                   help=f"frame size in pixels, both even, from {MIN_SIZE[0]}x{MIN_SIZE[1]} to "
+                        f"{MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1280x720)")
+    p.add_argument("--layer", type=int, default=-1,
+                   help="layer whose attention is shown; negative counts from the end (default -1, the last)")
+    p.add_argument("--head", type=int, default=0, help="attention head shown (default 0)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature; 0 is greedy, higher is more random (default 0.8)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                   help=f"sample only among the k likeliest tokens; 0 turns it off (default {DEFAULT_TOP_K}, "
+                        "as in wavegpt-generate)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="nucleus sampling: only the likeliest tokens holding this much probability, in (0, 1] "
+                        "(default: off)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same tokens (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    return p
+
+
+def run(argv: list[str] | None = None) -> None:
+    from tqdm import tqdm
+
+    from ..animation import check_layer_head, check_output, check_render_args, parse_size, render_animation
+    from ..generation import NO_SHIPPED_CHECKPOINT, check_sampling_args, default_checkpoint, load_for_generation
+
+    args = build_parser().parse_args(argv)
+    top_k = None if args.top_k == 0 else args.top_k
+    # Everything that needs no model is checked before the (slow) checkpoint load.
+    size = parse_size(args.size)
+    check_render_args(args.tokens, args.fps, args.frames_per_token, size)
+    check_sampling_args(args.tokens, args.temperature, top_k, args.top_p, 1)
+    output = check_output(args.output)
+    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint()
+    if checkpoint is None:
+        raise ValueError(NO_SHIPPED_CHECKPOINT)
+    model, tokenizer = load_for_generation(checkpoint, args.device)
+    check_layer_head(model, args.layer, args.head)
+    with tqdm(total=args.tokens * args.frames_per_token, unit="frame", desc="rendering", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        result = render_animation(model, tokenizer, args.prompt, tokens=args.tokens, output=output, fps=args.fps,
+                                  frames_per_token=args.frames_per_token, layer=args.layer, head=args.head,
+                                  temperature=args.temperature, top_k=top_k, top_p=args.top_p, seed=args.seed,
+                                  size=size, progress=progress)
+    print(result.path)
+    print(f"{result.frames} frames in {result.seconds:.2f} s ({result.frames / max(result.seconds, 1e-9):.1f} "
+          f"frames/s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..checkpoint import CheckpointError
+
+    try:
+        run(argv)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # e.g. ffmpeg failed or the disk filled up; no file is left at the output
+        print(f"error: writing the video failed ({e}).", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nerror: interrupted.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
