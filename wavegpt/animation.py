@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .generation import check_sampling_args, encode_prompt, random_seed
+from .generation import check_sampling_args, random_seed, sampling_inputs
 from .model.embedding import WavePacketEmbedding
 from .model.gpt import WaveGPT
 from .sampling import sample_tokens
@@ -752,14 +752,9 @@ def render_animation(
     check_sampling_args(tokens, temperature, top_k, top_p, 1)
     layer, head = check_layer_head(model, layer, head)
 
-    # Exactly what wavegpt.generation.stream_samples does, so the tokens match generate.py.
-    if top_k is not None:
-        top_k = min(top_k, model.config.vocab_size)
     seed = random_seed() if seed is None else seed
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    idx, top_k, generator = sampling_inputs(model, tokenizer, prompt, top_k, seed)
+    prompt_ids = idx[0].tolist()
 
     import imageio_ffmpeg
 

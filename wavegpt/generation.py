@@ -115,6 +115,16 @@ def check_sampling_args(
         raise ValueError(f"num_samples must be between 1 and {MAX_SAMPLES}, not {num_samples}.")
 
 
+def sampling_inputs(model: WaveGPT, tokenizer: WaveTokenizer, prompt: str, top_k: int | None,
+                    seed: int) -> tuple[torch.Tensor, int | None, torch.Generator]:
+    """The prompt ids, the clipped top-k and the seeded generator: everything that samples
+    (generate.py, the app, the animation) starts here, so one seed gives one text."""
+    device = next(model.parameters()).device
+    idx = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long, device=device)
+    top_k = min(top_k, model.config.vocab_size) if top_k is not None else None
+    return idx, top_k, torch.Generator(device=device).manual_seed(seed)
+
+
 def encode_prompt(tokenizer: WaveTokenizer, prompt: str) -> list[int]:
     """Prompt token ids; an empty prompt starts from a newline, since the model needs one token."""
     if not isinstance(prompt, str):
@@ -176,11 +186,7 @@ def stream_samples(
     One generator seeded once drives all samples, so a seed reproduces the whole run.
     """
     check_sampling_args(max_new_tokens, temperature, top_k, top_p, num_samples)
-    if top_k is not None:
-        top_k = min(top_k, model.config.vocab_size)
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(random_seed() if seed is None else seed)
-    idx = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long, device=device)
+    idx, top_k, generator = sampling_inputs(model, tokenizer, prompt, top_k, random_seed() if seed is None else seed)
     for sample in range(num_samples):
         decoder = IncrementalDecoder(tokenizer)
         for token, _ in sample_tokens(model, idx, max_new_tokens, temperature, top_k, top_p,
