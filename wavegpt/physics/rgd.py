@@ -5,50 +5,74 @@ update's frequencies where both the weight and the update already carry energy (
 and damps the rest by up to alpha. alpha ramps from 0 to `resonance_strength` over
 `warmup_steps` (the hybrid warmup: plain AdamW while the weights are still noise, resonance
 once they have structure). The step count is optimizer state, so a resumed run continues the
-ramp where it stopped.
+ramp where it stopped. With `resonance_strength=0` RGD is AdamW, step for step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
 
-def resonance_gate_reference(weight: torch.Tensor, update: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
-    """Readable form: full complex FFT2, gate, inverse, real part."""
-    w_hat, u_hat = torch.fft.fft2(weight), torch.fft.fft2(update)
-    w_amp, u_amp = w_hat.abs(), u_hat.abs()
-    rho = alpha * torch.sqrt(w_amp / w_amp.max().clamp_min(1e-30) * u_amp / u_amp.max().clamp_min(1e-30) + eps)
-    return torch.fft.ifft2(u_hat * (rho + 1 - alpha)).real
+def _normalized(amplitude: torch.Tensor) -> torch.Tensor:
+    """amplitude / its max, with an all-zero spectrum (zero weight or update) left at zero, not NaN."""
+    peak = amplitude.max()
+    return amplitude / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+def _gain(w_hat: torch.Tensor, u_hat: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
+    """rho per frequency: 1 - alpha where either spectrum is silent, up to ~1 where both peak."""
+    return alpha * torch.sqrt(_normalized(w_hat.abs()) * _normalized(u_hat.abs()) + eps) + (1 - alpha)
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """FFTs in at least float32: half-precision FFTs are inaccurate (and unsupported on CPU)."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def resonance_gate_reference(
+    weight: torch.Tensor, update: torch.Tensor, alpha: float, eps: float
+) -> torch.Tensor:
+    """Readable form on 2-D tensors: full complex FFT2, gate, inverse FFT2, real part."""
+    dtype = _compute_dtype(update)
+    w_hat, u_hat = torch.fft.fft2(weight.to(dtype)), torch.fft.fft2(update.to(dtype))
+    return torch.fft.ifft2(u_hat * _gain(w_hat, u_hat, alpha, eps)).real.to(update.dtype)
 
 
 def resonance_gate(weight: torch.Tensor, update: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
-    """Fast form on the half spectrum: for real inputs |W^| and |U^| are symmetric, so rho is
-    too, the gated spectrum stays Hermitian, and rfft2/irfft2 give the same real result."""
-    w_hat, u_hat = torch.fft.rfft2(weight), torch.fft.rfft2(update)
-    w_amp, u_amp = w_hat.abs(), u_hat.abs()
-    rho = alpha * torch.sqrt(w_amp / w_amp.max().clamp_min(1e-30) * u_amp / u_amp.max().clamp_min(1e-30) + eps)
-    return torch.fft.irfft2(u_hat * (rho + 1 - alpha), s=update.shape)
+    """Fast form on the half spectrum. For real inputs |W^| and |U^| are Hermitian-symmetric, so the
+    half spectrum holds the same maxima, rho is symmetric too, the gated spectrum stays Hermitian,
+    and rfft2/irfft2 give the reference's real result at about half the cost."""
+    dtype = _compute_dtype(update)
+    w_hat, u_hat = torch.fft.rfft2(weight.to(dtype)), torch.fft.rfft2(update.to(dtype))
+    gated = torch.fft.irfft2(u_hat * _gain(w_hat, u_hat, alpha, eps), s=update.shape)
+    return gated.to(update.dtype)
 
 
 class RGD(torch.optim.Optimizer):
+    """AdamW with decoupled weight decay, plus the resonance gate on every parameter of 2 or more
+    dims (viewed as (shape[0], -1)). Vectors (biases, norms) get the plain AdamW update."""
+
     def __init__(
         self,
-        params: Iterable[torch.Tensor] | Iterable[dict],
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.01,
         resonance_strength: float = 0.3,
         warmup_steps: int = 1000,
         eps: float = 1e-8,
-    ):
-        if lr < 0:
+    ) -> None:
+        if not lr >= 0:
             raise ValueError(f"lr must be 0 or more, not {lr}.")
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be in [0, 1), not {betas}.")
-        if eps <= 0:
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two values in [0, 1), not {betas}.")
+        if not eps > 0:
             raise ValueError(f"eps must be positive, not {eps}.")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be 0 or more, not {weight_decay}.")
         if not 0.0 <= resonance_strength <= 1.0:
             raise ValueError(f"resonance_strength must be in [0, 1], not {resonance_strength}.")
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, resonance_strength=resonance_strength,
@@ -57,7 +81,8 @@ class RGD(torch.optim.Optimizer):
         self._alpha = 0.0
 
     @staticmethod
-    def alpha_at(step: int, strength: float, warmup_steps: int) -> float:
+    def alpha_at(step: float, strength: float, warmup_steps: int) -> float:
+        """Hybrid warmup: linear ramp from 0 to `strength` over `warmup_steps` (none if <= 0)."""
         return strength if warmup_steps <= 0 else strength * min(1.0, step / warmup_steps)
 
     def current_alpha(self) -> float:
@@ -65,27 +90,29 @@ class RGD(torch.optim.Optimizer):
         return self._alpha
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            lr, eps = group["lr"], group["eps"]
+            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
                 if not state:
+                    # A CPU float tensor, as torch's Adam keeps it: saved and restored with the state.
                     state["step"] = torch.tensor(0.0)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                step = int(state["step"].item())
+                step = float(state["step"])
                 exp_avg, exp_avg_sq, grad = state["exp_avg"], state["exp_avg_sq"], p.grad
-                # Same arithmetic order as torch.optim.AdamW (single-tensor form).
-                p.mul_(1 - lr * group["weight_decay"])
+                # Same operations in the same order as torch.optim.AdamW(foreach=False).
+                if weight_decay != 0:
+                    p.mul_(1 - lr * weight_decay)
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 bias_correction1 = 1 - beta1**step
@@ -95,9 +122,9 @@ class RGD(torch.optim.Optimizer):
                 self._alpha = alpha
                 if alpha > 0 and p.dim() >= 2:
                     update = (exp_avg / bias_correction1) / denom
-                    gated = resonance_gate(p.detach().reshape(p.shape[0], -1).float(),
-                                           update.reshape(p.shape[0], -1).float(), alpha, eps)
-                    p.add_(gated.reshape(p.shape).to(p.dtype), alpha=-lr)
+                    rows = p.shape[0]
+                    gated = resonance_gate(p.reshape(rows, -1), update.reshape(rows, -1), alpha, eps)
+                    p.add_(gated.reshape(p.shape), alpha=-lr)
                 else:
                     p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
         return loss
