@@ -99,6 +99,15 @@ def build_optimizer(model: WaveGPT, args: TrainArgs) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
 
 
+def _restore_interrupted_saves(out: Path) -> None:
+    """A kill between atomic_folder's two renames leaves `<name>.old` and no `<name>`: put the previous
+    version back before anything looks for it (as checkpoint.resolve_checkpoint does for readers)."""
+    for name in ("checkpoint", "best"):
+        old = out / f"{name}.old"
+        if old.is_dir() and not (out / name).exists():
+            os.replace(old, out / name)
+
+
 def _prepare_out(out: Path, args: TrainArgs, is_main: bool) -> None:
     holds_run = out.exists() and any(out.iterdir())
     if args.resume:
@@ -145,6 +154,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
                               gradient_accumulation_steps=args.grad_accum, log_with=_tracker(args.report_to),
                               project_dir=args.out)
     out = Path(args.out)
+    if args.resume and accelerator.is_main_process:
+        _restore_interrupted_saves(out)
+    accelerator.wait_for_everyone()
     _prepare_out(out, args, accelerator.is_main_process)
     accelerator.wait_for_everyone()
 
@@ -173,10 +185,13 @@ def train(args: TrainArgs) -> dict[str, Any]:
         torch.set_rng_state(state["torch_rng"][accelerator.process_index].clone())
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    inner_optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps it
 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
+        tmp = out / "run.json.tmp"  # --resume reads it back: never leave it truncated
+        tmp.write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
+        os.replace(tmp, out / "run.json")
         corpus.tokenizer.save(out / "tokenizer.json")
         _trim_metrics(out / "metrics.jsonl", start_step)
     if accelerator.log_with:
@@ -243,6 +258,8 @@ def train(args: TrainArgs) -> dict[str, Any]:
                        "lr": lr, "wave_ratio": raw.embedding.wave_share() if config.model_type == "wave" else None,
                        "tokens_per_s": window_tokens / max(now - window_start, 1e-9),
                        "tokens": done * tokens_per_step, "skipped_steps": skipped}
+            if isinstance(inner_optimizer, RGD):
+                metrics["resonance_alpha"] = inner_optimizer.current_alpha()
             if evaluate_now:
                 metrics.update(evaluate(model, corpus, args, T, accelerator))
                 metrics["val"] = metrics["val_nats_per_token"]
