@@ -34,6 +34,9 @@ SHAKESPEARE_FILE = "tinyshakespeare.txt"
 FINEWEB_REPO = "HuggingFaceFW/fineweb-edu"
 FINEWEB_CONFIG = "sample-10BT"
 FINEWEB_TOKENS = {"fineweb_small": 1_000_000, "fineweb": 10_000_000, "fineweb_large": 100_000_000}
+# A local parquet file with a `text` column that the FineWeb datasets read instead of the Hub (offline runs,
+# tests, a mirror); the token budget and the rest of the pipeline stay the same.
+FINEWEB_SOURCE_ENV = "WAVEGPT_FINEWEB_SOURCE"
 DATASETS = ("shakespeare", *FINEWEB_TOKENS)
 VAL_FRACTION = 0.1
 TOKENIZER_SAMPLE_BYTES = 2_000_000  # FineWeb's tokenizer learns from this much of the first documents
@@ -335,7 +338,7 @@ def _cached_corpus(cache_dir: Path, name: str, source_digest: str, vocab_size: i
     tmp = _scratch(root, f".{final.name}.", directory=True)
     try:
         build(tmp)
-        if final.exists():  # a damaged leftover that _load_cache refused
+        if final.exists() and _load_cache(final, name) is None:  # a damaged leftover, not a concurrent publish
             shutil.rmtree(final)
         try:
             os.replace(tmp, final)
@@ -386,7 +389,12 @@ def prepare_corpus(dataset: str | None, data_path: str | None, vocab_size: int, 
                               lambda folder: _build_text(folder, dataset, read_text_source(text_file),
                                                          vocab_size, tokenizer))
     if dataset in FINEWEB_TOKENS:
-        return prepare_fineweb(dataset, vocab_size, cache_dir, tokenizer)
+        source = os.environ.get(FINEWEB_SOURCE_ENV) or None
+        if source is not None and not Path(source).expanduser().is_file():
+            raise DataError(f"{FINEWEB_SOURCE_ENV}={source} is not a file; name a parquet file with a 'text' "
+                            "column, or unset it to stream FineWeb-Edu from the Hub.")
+        return prepare_fineweb(dataset, vocab_size, cache_dir, tokenizer,
+                               source=None if source is None else Path(source).expanduser())
     raise DataError(f"Unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
 
 

@@ -101,11 +101,14 @@ def build_optimizer(model: WaveGPT, args: TrainArgs) -> torch.optim.Optimizer:
 
 def _restore_interrupted_saves(out: Path) -> None:
     """A kill between atomic_folder's two renames leaves `<name>.old` and no `<name>`: put the previous
-    version back before anything looks for it (as checkpoint.resolve_checkpoint does for readers)."""
+    version back before anything looks for it (as checkpoint.resolve_checkpoint does for readers).
+    A kill mid-save leaves a `.<name>.tmp-*` folder that nothing will read: delete it."""
     for name in ("checkpoint", "best"):
         old = out / f"{name}.old"
         if old.is_dir() and not (out / name).exists():
             os.replace(old, out / name)
+        for tmp in out.glob(f".{name}.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _prepare_out(out: Path, args: TrainArgs, is_main: bool) -> None:
@@ -153,6 +156,10 @@ def train(args: TrainArgs) -> dict[str, Any]:
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
                               gradient_accumulation_steps=args.grad_accum, log_with=_tracker(args.report_to),
                               project_dir=args.out)
+    launched = int(os.environ.get("WORLD_SIZE") or 1)  # set by torchrun / accelerate launch --multi_gpu
+    if launched > accelerator.num_processes:  # else each process would train alone and write the same files
+        raise TrainError(f"{launched} processes were launched but Accelerate joined {accelerator.num_processes} "
+                         f"(no GPU for each?); pass --cpu to train.py to train on CPU processes.")
     out = Path(args.out)
     if args.resume and accelerator.is_main_process:
         _restore_interrupted_saves(out)
@@ -334,10 +341,18 @@ def _log(out: Path, metrics: dict[str, Any], accelerator: Accelerator) -> None:
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
-    """A resumed run repeats the steps after its checkpoint: drop their old log lines."""
+    """A resumed run repeats the steps after its checkpoint: drop their old log lines (and a line
+    torn by a crash mid-write)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+
+    def step_of(line: str) -> int | None:
+        try:
+            return json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return None
+
+    keep = [line for line in path.read_text().splitlines() if (step_of(line) or last_step + 1) <= last_step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)

@@ -1,7 +1,10 @@
 """wavegpt-train: train a Wave-Native GPT (or the classic baseline) with Accelerate.
 
     python train.py --model tiny --dataset shakespeare
-    accelerate launch --cpu --num_processes 2 train.py --model tiny --data input.txt --out runs/x
+    accelerate launch --multi_gpu --num_processes 2 train.py --model tiny --data input.txt --out runs/x
+
+Without GPUs, give train.py --cpu and that command trains two CPU processes (`accelerate launch --cpu
+--num_processes 2` starts only one process unless it is given an MPI hostfile).
 """
 
 from __future__ import annotations
