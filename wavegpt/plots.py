@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -44,3 +45,466 @@ def plot_learning_curve(metrics_path: str | Path, out_png: str | Path) -> Path:
     fig.savefig(out_png)
     plt.close(fig)
     return out_png
+
+
+# --- plots of a trained wave model ------------------------------------------------------------
+
+DEFAULT_SAMPLE_TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\n"
+                       "It is the east, and Juliet is the sun.")
+PLOT_NAMES = ("learning_curve", "frequency_heatmap", "phase_distribution", "harmonic_profiles", "wave_packets",
+              "polar_phases", "complex_plane", "spectrogram", "interference_pattern", "wave_surface_3d")
+DPI = 120
+WAVE_SPAN, WAVE_SAMPLES = 50.0, 500  # the time axis of s(t), as in the animation
+SAMPLE_TOKENS = 6  # tokens of the sample text drawn one by one (packets, polar, complex plane)
+SURFACE_TOKENS = 16  # tokens of the sample text in the 3-D surface
+LABELLED_POSITIONS = 40  # the interference matrix gets token labels up to this many positions
+SPECTRO_SPAN = 200.0  # t per token in the spectrogram: long enough to resolve the slowest base frequencies
+# One colour per sample token, the same in every plot; sequential maps for magnitudes,
+# a diverging one for signed amplitudes.
+TOKEN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+SEQUENTIAL, ENERGY, DIVERGING = "viridis", "magma", "coolwarm"
+
+
+def _charset() -> frozenset[int]:
+    """Code points the default font can draw, so token labels never trigger missing-glyph boxes."""
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    global _CHARSET
+    if _CHARSET is None:
+        _CHARSET = frozenset(get_font(findfont(FontProperties())).get_charmap())
+    return _CHARSET
+
+
+_CHARSET: frozenset[int] | None = None
+
+
+def token_label(text: str, width: int = 10) -> str:
+    """A token as a short one-line label: newline as ↵, spaces at its ends as ␣."""
+    charset = _charset()
+    text = text.replace("\t", "    ").replace("\r", "")
+    text = "".join(c if c == "\n" or (c.isprintable() and ord(c) in charset) else "\ufffd" for c in text)
+    text = text.replace("\n", "\u21b5")
+    if not text.strip():
+        text = text.replace(" ", "\u2423") or "\u2205"
+    else:  # " king" and "king" are different tokens: show the spaces around a word
+        core = text.strip(" ")
+        start = text.index(core)
+        text = "\u2423" * start + core + "\u2423" * (len(text) - start - len(core))
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def _find_metrics(checkpoint_folder: Path, resolved: Path) -> Path | None:
+    """A model folder inside a run (run/best) has the run's metrics one level up."""
+    for candidate in (resolved.parent / "metrics.jsonl", checkpoint_folder / "metrics.jsonl"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int = 0) -> tuple[np.ndarray, str]:
+    """The (T, T) weights with which each query position mixes the key positions of one head.
+
+    The attention modules only keep the newest query's row (`last_weights`), so this hooks the
+    layer's input (a forward pre-hook on the module), then recomputes the full matrix from the
+    module's own projections exactly as its forward does:
+    interference: softmax over the causal scores normalize(q + q_phase) . normalize(k + k_phase) / temperature;
+    pure wave, quadratic: kernel(q . k) / sqrt(t + 1) on the causal scores (rows need not sum to 1);
+    pure wave, linear: phi(q) . phi(k) causally masked, divided by its row sum (the effective weights);
+    classic: scaled dot-product softmax. Future positions are NaN. Returns (matrix, what it shows).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .model.attention import CausalSelfAttention, InterferenceAttention, PureWaveAttention
+    from .ops import feature_map
+    from .ops.linear_attention import EPS
+
+    attn = model.blocks[layer].attn
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(module, args):
+        seen["x"] = args[0].detach()
+
+    handle = attn.register_forward_pre_hook(grab)
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.tensor([token_ids], dtype=torch.long, device=device))
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        x = seen["x"]
+        B, T, _ = x.shape
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        if isinstance(attn, InterferenceAttention):
+            q = F.normalize(attn._heads(attn.q_proj(x), B, T) + attn.q_phase, dim=-1)
+            q = q * torch.exp(-attn.log_temperature)
+            k = F.normalize(attn._heads(attn.k_proj(x), B, T) + attn.k_phase, dim=-1)
+            scores = (q @ k.transpose(-1, -2))[0, head]
+            weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+            what = "softmax weight (interference of phase-shifted q, k waves)"
+        elif isinstance(attn, PureWaveAttention):
+            t = torch.arange(T, device=x.device, dtype=x.dtype)[:, None]
+            q = attn._wave(attn.omega_q(x), attn.phi_q(x), t, B, T)[0, head]
+            k = attn._wave(attn.omega_k(x), attn.phi_k(x), t, B, T)[0, head]
+            if attn.mode == "quadratic":
+                counts = torch.arange(1, T + 1, device=x.device, dtype=x.dtype)
+                weights = feature_map(q @ k.T, attn.kernel).masked_fill(future, 0.0) * counts.rsqrt()[:, None]
+                what = f"weight {attn.kernel}(q·k) / √(t+1)"
+            else:
+                a = (feature_map(q, attn.kernel) @ feature_map(k, attn.kernel).T).masked_fill(future, 0.0)
+                weights = a / (a.sum(-1, keepdim=True) + EPS)
+                what = f"linear-attention weight φ(q)·φ(k) / Σ ({attn.kernel})"
+        elif isinstance(attn, CausalSelfAttention):
+            q, k, _ = (attn._heads(t, B, T) for t in attn.qkv(x).chunk(3, dim=-1))
+            scores = (q * attn.scale @ k.transpose(-1, -2))[0, head]
+            weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+            what = "softmax weight"
+        else:  # pragma: no cover - every mixer wavegpt builds is handled above
+            raise ValueError(f"No interference pattern for {type(attn).__name__}.")
+        out = weights.float().cpu().numpy().copy()
+    out[future.cpu().numpy()] = np.nan
+    return out, what
+
+
+def plot_wave_model(
+    checkpoint_folder: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path | None = None,
+    sample_text: str = DEFAULT_SAMPLE_TEXT,
+    max_tokens_heatmap: int = 64,
+) -> dict[str, Path]:
+    """Write the ten wave plots of a trained model (see PLOT_NAMES) as PNGs into out_dir.
+
+    Metrics come from `metrics_path`, else from the run folder around the checkpoint
+    (`run/metrics.jsonl` for `run/best`); without any, learning_curve.png is skipped. A classic
+    checkpoint has no wave packets: its learning curve is still written, then ValueError.
+    `max_tokens_heatmap` caps the rows of the frequency heatmap and the positions of the
+    interference matrix. Returns {plot name: path} for the files written.
+    """
+    from .checkpoint import load_config, resolve_checkpoint
+    from .generation import load_for_generation
+
+    checkpoint_folder = Path(checkpoint_folder)
+    resolved = resolve_checkpoint(checkpoint_folder)
+    if max_tokens_heatmap < 2:
+        raise ValueError(f"max_tokens_heatmap must be at least 2, not {max_tokens_heatmap}.")
+    if not sample_text:
+        raise ValueError("The sample text is empty; the wave plots need at least one token.")
+    if metrics_path is not None and not Path(metrics_path).is_file():
+        raise ValueError(f"Metrics file {metrics_path} does not exist.")
+    metrics = Path(metrics_path) if metrics_path is not None else _find_metrics(checkpoint_folder, resolved)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if metrics is not None and read_metrics(metrics):
+        written["learning_curve"] = plot_learning_curve(metrics, out_dir / "learning_curve.png")
+    if load_config(resolved).model_type == "classic":
+        note = f" Its learning curve is in {written['learning_curve']}." if written else ""
+        raise ValueError(f"{checkpoint_folder} is a classic model: it has no wave packets to plot.{note}")
+
+    model, tokenizer = load_for_generation(checkpoint_folder, "cpu")
+    ids = tokenizer.encode(sample_text)
+    if not ids:
+        raise ValueError("The sample text encodes to no tokens; the wave plots need at least one.")
+    ctx = WaveContext(model, tokenizer, ids, max_tokens_heatmap)
+    # Token text is shown literally: a "$" in a token must not start mathtext.
+    with plt.rc_context({"text.parse_math": False}):
+        for name in PLOT_NAMES[1:]:
+            fig = getattr(ctx, name)()
+            written[name] = _save(fig, out_dir / f"{name}.png")
+    return written
+
+
+class WaveContext:
+    """What the wave plots share: the embedding's tensors as numpy, the sample tokens and their labels."""
+
+    def __init__(self, model, tokenizer, ids: list[int], max_tokens: int):
+        import torch
+
+        self.model, self.tokenizer = model, tokenizer
+        emb = model.embedding
+        self.emb = emb
+        self.cfg = model.config
+        self.freq = emb.frequencies.detach().float().cpu().numpy()  # (V, W)
+        self.phase = emb.phases.detach().float().cpu().numpy()  # (V, W)
+        self.amp = emb.amplitudes.detach().float().cpu().numpy()  # (V, W, H)
+        self.rate = emb.position_rate.detach().float().cpu().numpy()  # (W, H)
+        self.ids = ids[: min(max_tokens, self.cfg.block_size)]  # the sequence the model reads
+        self.which = "first " if len(self.ids) < len(ids) else ""
+        self.max_tokens = max_tokens
+        self._labels: dict[int, str] = {}
+        # Distinct tokens in order of appearance, words before blanks and punctuation.
+        distinct = list(dict.fromkeys(ids))
+        wordy = [i for i in distinct if any(c.isalnum() for c in tokenizer.decode([i]))]
+        self.samples = (wordy + [i for i in distinct if i not in wordy])[:SAMPLE_TOKENS]
+        self.t = torch.linspace(0.0, WAVE_SPAN, WAVE_SAMPLES)
+        self.subtitle = (f"preset {self.cfg.preset} · {self.cfg.num_waves} waves × {self.cfg.num_harmonics} "
+                         f"harmonics · vocabulary {self.cfg.vocab_size}")
+
+    def label(self, token: int, width: int = 10) -> str:
+        if token not in self._labels:
+            self._labels[token] = self.tokenizer.decode([token])
+        return token_label(self._labels[token], width)
+
+    def signal(self, token_ids: list[int], t) -> np.ndarray:
+        import torch
+
+        return self.emb.signal(torch.tensor(token_ids, dtype=torch.long), t).float().cpu().numpy()
+
+    def _title(self, fig: plt.Figure, title: str, fontsize: float = 13) -> None:
+        fig.suptitle(title, fontsize=fontsize, fontweight="bold")
+        fig.text(0.5, 0.005, self.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
+
+    def heatmap_tokens(self) -> list[int]:
+        """The sample text's tokens, commonest first, then the tokenizer's earliest multi-character
+        tokens: BPE learns merges in order of frequency, so those are the corpus's commonest words."""
+        counts: dict[int, int] = {}
+        for i in self.ids:
+            counts[i] = counts.get(i, 0) + 1
+        chosen = sorted(counts, key=lambda i: -counts[i])[: self.max_tokens]
+        for i in range(self.cfg.vocab_size):
+            if len(chosen) >= min(self.max_tokens, self.cfg.vocab_size):
+                break
+            if i not in counts and i != self.tokenizer.eot_id and len(self.tokenizer.decode([i]).strip()) >= 2:
+                chosen.append(i)
+        return chosen
+
+    # --- the plots ---------------------------------------------------------------------------
+    def frequency_heatmap(self) -> plt.Figure:
+        tokens = self.heatmap_tokens()
+        data = self.freq[tokens]
+        n, w = data.shape
+        fig, ax = plt.subplots(figsize=(max(7.0, 0.22 * w + 3), max(4.5, 0.17 * n + 2)))
+        im = ax.imshow(data, aspect="auto", cmap=SEQUENTIAL, interpolation="nearest")
+        fig.colorbar(im, ax=ax, label="base frequency f (rad per unit t)")
+        ax.set_yticks(range(n))
+        ax.set_yticklabels([self.label(i, 12) for i in tokens], fontsize=max(5.0, min(9.0, 400 / n)))
+        step = max(1, w // 24)
+        ax.set_xticks(range(0, w, step))
+        ax.set_xlabel("wave w")
+        ax.set_ylabel("token (the sample text's, commonest first; then early BPE merges)")
+        ax.set_title(f"Base frequencies f of {n} tokens")
+        self._title(fig, "Token × wave frequency heatmap")
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        return fig
+
+    def phase_distribution(self) -> plt.Figure:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+        wrapped = np.angle(np.exp(1j * self.phase.ravel()))
+        ax1.hist(wrapped, bins=48, range=(-np.pi, np.pi), color=TOKEN_COLOURS[0], edgecolor="white", linewidth=0.4)
+        ax1.set_xlim(-np.pi, np.pi)
+        ax1.set_xticks([-np.pi, -np.pi / 2, 0, np.pi / 2, np.pi])
+        ax1.set_xticklabels(["−π", "−π/2", "0", "π/2", "π"])
+        ax1.set_xlabel("phase φ, wrapped to [−π, π] (rad)")
+        ax1.set_ylabel("count (tokens × waves)")
+        ax1.set_title(f"Token phases ({wrapped.size} values)")
+        rates = self.rate.ravel()
+        positive = bool((rates > 0).all())
+        if positive:
+            lo, hi = np.log10(rates.min()), np.log10(rates.max())
+            bins = np.logspace(lo - 0.05, hi + 0.05, 30)
+            ax2.set_xscale("log")
+        else:
+            bins = 30
+        for n in range(self.rate.shape[1]):
+            ax2.hist(self.rate[:, n], bins=bins, alpha=0.6, label=f"harmonic {n + 1}",
+                     color=TOKEN_COLOURS[(n + 1) % len(TOKEN_COLOURS)])
+        ax2.set_xlabel("positional rate ω (rad per token position)")
+        ax2.set_ylabel("count (waves)")
+        ax2.set_title("Positional phase rates ω")
+        ax2.legend(fontsize=8)
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+        self._title(fig, "Phase distribution")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        return fig
+
+    def harmonic_profiles(self) -> plt.Figure:
+        H = self.amp.shape[2]
+        harmonics = np.arange(1, H + 1)
+        per_token = np.abs(self.amp).mean(axis=1)  # (V, H): mean |A| over waves
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+        mean, std = per_token.mean(axis=0), per_token.std(axis=0)
+        lo, hi = np.percentile(per_token, [10, 90], axis=0)
+        ax1.fill_between(harmonics, lo, hi, color="#888888", alpha=0.25, label="10th–90th percentile")
+        ax1.errorbar(harmonics, mean, yerr=std, fmt="o-", color="black", capsize=4, label="mean ± std")
+        ax1.set_title(f"All {per_token.shape[0]} tokens")
+        for j, token in enumerate(self.samples):
+            ax2.plot(harmonics, per_token[token], "o-", color=TOKEN_COLOURS[j], label=f"'{self.label(token)}'")
+        ax2.set_title("Sample tokens")
+        for ax in (ax1, ax2):
+            ax.set_xticks(harmonics)
+            ax.set_xlabel("harmonic n (frequency n·f)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        ax1.set_ylabel("mean |A| over waves")
+        self._title(fig, "Harmonic amplitude profiles")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        return fig
+
+    def wave_packets(self) -> plt.Figure:
+        n = len(self.samples)
+        cols = 2 if n > 1 else 1
+        rows = (n + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(11, 2.3 * rows + 1.2), sharex=True, sharey=True, squeeze=False)
+        signals = self.signal(self.samples, self.t)
+        x = self.t.numpy()
+        for j, (token, s) in enumerate(zip(self.samples, signals)):
+            ax = axes.flat[j]
+            ax.axhline(0, color="#999999", lw=0.6)
+            ax.axvline(2 * np.pi, color="#999999", ls=":", lw=1)
+            ax.plot(x, s, color=TOKEN_COLOURS[j], lw=1.6)
+            ax.set_title(f"token {self.label(token, 16)!r} (id {token})", fontsize=10)
+            ax.grid(alpha=0.3)
+        for ax in axes.flat[n:]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xlabel("t")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("s(t)")
+        self._title(fig, "Wave packets s(t) = Σ_w Σ_n A_wn sin(n f_w t + φ_w) of sample tokens\n"
+                         "(dotted line: t = 2π, where the embedding samples each packet)", fontsize=11)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        return fig
+
+    def polar_phases(self) -> plt.Figure:
+        fig = plt.figure(figsize=(7.5, 7))
+        ax = fig.add_subplot(projection="polar")
+        radius = np.sqrt((self.amp**2).sum(axis=2))  # (V, W): a wave's amplitude over its harmonics
+        theta_circle = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(theta_circle, np.ones_like(theta_circle), color="#999999", ls="--", lw=1, label="unit circle")
+        for j, token in enumerate(self.samples):
+            theta = np.angle(np.exp(1j * self.phase[token]))
+            r = radius[token]
+            ax.vlines(theta, 0, r, color=TOKEN_COLOURS[j], alpha=0.35, lw=1)
+            ax.scatter(theta, r, s=22, color=TOKEN_COLOURS[j], label=f"'{self.label(token)}'", zorder=3)
+        ax.set_rlabel_position(100)
+        ax.set_title("Phases φ of the sample tokens' waves\n(angle φ, radius ‖A_w‖ = √Σ_n A_wn²)", fontsize=11)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+        fig.text(0.5, 0.01, self.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        return fig
+
+    def complex_plane(self) -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(7.5, 7))
+        z_all = self.amp.sum(axis=2) * np.exp(1j * self.phase)  # (V, W): A·e^{iφ} summed over harmonics
+        theta = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(theta), np.sin(theta), color="#999999", ls="--", lw=1, label="unit circle")
+        ax.axhline(0, color="#bbbbbb", lw=0.6)
+        ax.axvline(0, color="#bbbbbb", lw=0.6)
+        extent = 1.1
+        for j, token in enumerate(self.samples):
+            z = z_all[token]
+            ax.scatter(z.real, z.imag, s=22, color=TOKEN_COLOURS[j], alpha=0.8, label=f"'{self.label(token)}'")
+            mean = z.mean()
+            ax.scatter([mean.real], [mean.imag], s=160, marker="*", color=TOKEN_COLOURS[j], edgecolor="black",
+                       linewidth=0.6, zorder=4)
+            extent = max(extent, float(np.abs(z).max()) * 1.1)
+        ax.scatter([], [], s=120, marker="*", color="white", edgecolor="black", label="mean over waves")
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_xlabel("Re  (Σ_n A_wn) cos φ_w")
+        ax.set_ylabel("Im  (Σ_n A_wn) sin φ_w")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+        ax.set_title("Each wave of the sample tokens as A·e^{iφ} (harmonics summed)", fontsize=11)
+        fig.text(0.5, 0.01, self.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        return fig
+
+    def spectrogram(self) -> plt.Figure:
+        """STFT of the sample text's tokens' signals laid end to end, SPECTRO_SPAN of t each."""
+        import torch
+
+        max_rad = float(self.freq[self.ids].max() * self.amp.shape[2])
+        fs = max(4.0, 4 * max_rad / (2 * np.pi))  # samples per unit t: twice Nyquist for the top harmonic
+        per = int(SPECTRO_SPAN * fs)
+        t = torch.arange(per, dtype=torch.float32) / fs
+        signal = self.signal(self.ids, t).ravel()
+        nperseg, nfft = per, 2 * per  # one token per window; zero padding smooths the frequency axis
+        hop = max(1, nperseg // 4)
+        window = np.hanning(nperseg)
+        starts = np.arange(0, max(1, signal.size - nperseg + 1), hop)
+        frames = np.stack([signal[s : s + nperseg] * window for s in starts])
+        power = np.abs(np.fft.rfft(frames, n=nfft, axis=1)) ** 2
+        db = 10 * np.log10(power + power.max() * 1e-8)
+        omega = 2 * np.pi * np.fft.rfftfreq(nfft, d=1 / fs)  # rad per unit t, the unit of f
+        centres = (starts + nperseg / 2) / per  # in tokens
+        fig, ax = plt.subplots(figsize=(11, 5))
+        top = min(omega[-1], max_rad * 1.15)
+        keep = omega <= top
+        mesh = ax.pcolormesh(centres, omega[keep], db[:, keep].T, cmap=ENERGY, shading="nearest",
+                             vmin=db.max() - 50, vmax=db.max())
+        fig.colorbar(mesh, ax=ax, label="power (dB)")
+        n = len(self.ids)
+        ax.set_xlim(0, n)
+        if n <= LABELLED_POSITIONS:
+            ax.set_xticks(np.arange(n) + 0.5)
+            ax.set_xticklabels([self.label(i, 8) for i in self.ids], rotation=90, fontsize=7)
+            ax.set_xlabel(f"token of the sample text (each held for t ∈ [0, {SPECTRO_SPAN:g}))")
+        else:
+            ax.set_xlabel("token position in the sample text")
+        ax.set_ylabel("angular frequency n·f (rad per unit t)")
+        ax.set_title(f"Spectrogram of the sample text's {self.which}{n} tokens, signals s(t) end to end")
+        fig.tight_layout()
+        return fig
+
+    def interference_pattern(self) -> plt.Figure:
+        layer = self.cfg.n_layers - 1
+        weights, what = interference_matrix(self.model, self.ids, layer=layer, head=0)
+        n = len(self.ids)
+        size = max(6.5, min(12.0, 0.2 * n + 4))
+        fig, ax = plt.subplots(figsize=(size + 1.5, size))
+        cmap = plt.get_cmap(SEQUENTIAL).copy()
+        cmap.set_bad("#eeeeee")
+        im = ax.imshow(np.ma.masked_invalid(weights), cmap=cmap, interpolation="nearest", vmin=0)
+        fig.colorbar(im, ax=ax, label=what, shrink=0.8)
+        if n <= LABELLED_POSITIONS:
+            labels = [self.label(i, 8) for i in self.ids]
+            ax.set_xticks(range(n))
+            ax.set_xticklabels(labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(n))
+            ax.set_yticklabels(labels, fontsize=7)
+        ax.set_xlabel(f"key position (attended to; the sample text's {self.which}{n} tokens)")
+        ax.set_ylabel("query position (attending)")
+        mixer = self.cfg.attention if self.cfg.attention == "interference" else f"pure wave, {self.cfg.mode}"
+        ax.set_title(f"Interference pattern: layer {layer + 1}/{self.cfg.n_layers}, head 1/{self.cfg.n_heads} "
+                     f"({mixer}, causal; grey = future)", fontsize=11)
+        fig.tight_layout()
+        return fig
+
+    def wave_surface_3d(self) -> plt.Figure:
+        from mpl_toolkits.mplot3d import Axes3D  # noqa: F401 -- registers the 3d projection
+
+        tokens = self.ids[:SURFACE_TOKENS]
+        t = self.t[::2]
+        z = self.signal(tokens, t)
+        X, Y = np.meshgrid(t.numpy(), np.arange(len(tokens)))
+        fig = plt.figure(figsize=(11, 7.5))
+        ax = fig.add_subplot(projection="3d")
+        peak = float(np.abs(z).max()) or 1.0
+        if len(tokens) > 1:
+            surf = ax.plot_surface(X, Y, z, cmap=DIVERGING, vmin=-peak, vmax=peak, linewidth=0, antialiased=True,
+                                   rcount=len(tokens), ccount=min(200, z.shape[1]))
+        else:  # one token: a surface needs two rows, so draw it as a ribbon
+            surf = ax.plot_surface(np.vstack([X, X]), np.vstack([Y - 0.4, Y + 0.4]), np.vstack([z, z]),
+                                   cmap=DIVERGING, vmin=-peak, vmax=peak, linewidth=0)
+        fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.1, label="s(t)")
+        if len(tokens) <= 16:
+            ax.set_yticks(range(len(tokens)))
+            ax.set_yticklabels([self.label(i, 8) for i in tokens], fontsize=7)
+        ax.set_xlabel("t")
+        ax.set_ylabel("token index in the sample text", labelpad=10)
+        ax.set_zlabel("amplitude s(t)")
+        ax.view_init(elev=35, azim=-60)
+        ax.set_title(f"Wave surface: s(t) of the sample text's first {len(tokens)} tokens", fontsize=12)
+        fig.tight_layout()
+        return fig
