@@ -463,8 +463,7 @@ class WaveContext:
         n = len(self.ids)
         size = max(6.5, min(12.0, 0.2 * n + 4))
         fig, ax = plt.subplots(figsize=(size + 1.5, size))
-        cmap = plt.get_cmap(SEQUENTIAL).copy()
-        cmap.set_bad("#eeeeee")
+        cmap = plt.get_cmap(SEQUENTIAL).with_extremes(bad="#eeeeee")
         im = ax.imshow(np.ma.masked_invalid(weights), cmap=cmap, interpolation="nearest", vmin=0)
         fig.colorbar(im, ax=ax, label=what, shrink=0.8)
         if n <= LABELLED_POSITIONS:
