@@ -36,9 +36,26 @@ class LayerCache:
     v: torch.Tensor | None = None
     state: tuple[torch.Tensor, torch.Tensor] | None = None  # linear mode
 
+    # Keys and values live in buffers with spare room along time, so appending one token
+    # writes one row instead of copying the whole cache (torch.cat), and k, v are views.
+    _k_buf: torch.Tensor | None = None
+    _v_buf: torch.Tensor | None = None
+    length: int = 0
+
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        n, t = self.length, k.shape[-2]
+        if self._k_buf is None or n + t > self._k_buf.shape[-2]:
+            room = max(64, 2 * (n + t))
+            k_buf = k.new_empty(*k.shape[:-2], room, k.shape[-1])
+            v_buf = v.new_empty(*v.shape[:-2], room, v.shape[-1])
+            if n:
+                k_buf[..., :n, :] = self._k_buf[..., :n, :]
+                v_buf[..., :n, :] = self._v_buf[..., :n, :]
+            self._k_buf, self._v_buf = k_buf, v_buf
+        self._k_buf[..., n:n + t, :] = k
+        self._v_buf[..., n:n + t, :] = v
+        self.length = n + t
+        self.k, self.v = self._k_buf[..., :n + t, :], self._v_buf[..., :n + t, :]
         return self.k, self.v
 
 
