@@ -41,9 +41,11 @@ pytestmark = [  # pandas 3 deprecations inside gradio's queue, not ours
 
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory) -> Path:
-    """tiny (wave), classic, a training run folder (model in best/), a broken one and a non-model folder."""
+    """tiny (wave), classic, a training run folder (model in best/), a broken one, a non-model folder and
+    a copy of the shipped checkpoint (the page's default, so that the screenshot shows real text)."""
     root = tmp_path_factory.mktemp("app-checkpoints")
     tiny = make_checkpoint(root / "tiny")
+    shutil.copytree(ROOT / "checkpoints", root / "shakespeare")
     make_checkpoint(root / "classic", preset="classic")
     shutil.copytree(tiny, root / "run" / "best")
     shutil.copy(tiny / "tokenizer.json", root / "run" / "tokenizer.json")
@@ -64,7 +66,7 @@ def _free_port() -> int:
 def server(checkpoint_dir) -> Iterator[str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    demo = build_app(checkpoint_dir, default="tiny").queue(default_concurrency_limit=2, max_size=64)
+    demo = build_app(checkpoint_dir, default="shakespeare").queue(default_concurrency_limit=2, max_size=64)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
                             show_error=True, quiet=True)
     try:
@@ -82,7 +84,7 @@ def client(server) -> Iterator[Client]:
 
 
 def test_lists_model_folders_only(checkpoint_dir):
-    assert list(list_checkpoints(checkpoint_dir)) == ["broken", "classic", "run", "tiny"]
+    assert list(list_checkpoints(checkpoint_dir)) == ["broken", "classic", "run", "shakespeare", "tiny"]
     assert list(list_checkpoints(checkpoint_dir / "tiny")) == ["."]  # the folder itself holds a model
     assert list(list_checkpoints(checkpoint_dir / "notes")) == []
 
@@ -189,7 +191,7 @@ def test_browser_generates_text_and_screenshot(server):
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
                        else route.abort())
             page.goto(server, wait_until="domcontentloaded", timeout=30_000)
-            page.locator("#prompt textarea").fill(PROMPT)
+            page.locator("#prompt textarea").fill("ROMEO:")
             page.locator("#generate").click()
             page.wait_for_function("() => document.querySelector('#output textarea')?.value.length > 0",
                                    timeout=30_000)
