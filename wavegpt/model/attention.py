@@ -69,6 +69,18 @@ class _Mixer(nn.Module):
     def _heads(self, t: torch.Tensor, B: int, T: int) -> torch.Tensor:
         return t.view(B, T, self.n_heads, -1).transpose(1, 2)
 
+    def _softmax_mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache | None) -> torch.Tensor:
+        """Causal softmax attention of already-scaled q over the cached and new k, v; merged heads out."""
+        if cache is not None:
+            k, v = cache.append(k, v)
+        if self.impl == "reference":
+            y = naive_softmax_attention(q, k, v)
+        else:
+            y = softmax_attention(q, k, v, self.dropout if self.training else 0.0)
+        if self.capture:
+            self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
+        return self._merge(y)
+
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
         B, H, T, D = y.shape
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, H * D)))
@@ -100,15 +112,7 @@ class InterferenceAttention(_Mixer):
         q = q * torch.exp(-self.log_temperature)
         k = F.normalize(self._heads(self.k_proj(x), B, T) + self.k_phase, dim=-1)
         v = self._heads(self.v_proj(x), B, T)
-        if cache is not None:
-            k, v = cache.append(k, v)
-        if self.impl == "reference":
-            y = naive_softmax_attention(q, k, v)
-        else:
-            y = softmax_attention(q, k, v, self.dropout if self.training else 0.0)
-        if self.capture:
-            self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
-        return self._merge(y)
+        return self._softmax_mix(q, k, v, cache)
 
 
 class PureWaveAttention(_Mixer):
@@ -184,15 +188,7 @@ class CausalSelfAttention(_Mixer):
         B, T, _ = x.shape
         q, k, v = (self._heads(t, B, T) for t in self.qkv(x).chunk(3, dim=-1))
         q = q * self.scale
-        if cache is not None:
-            k, v = cache.append(k, v)
-        if self.impl == "reference":
-            y = naive_softmax_attention(q, k, v)
-        else:
-            y = softmax_attention(q, k, v, self.dropout if self.training else 0.0)
-        if self.capture:
-            self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
-        return self._merge(y)
+        return self._softmax_mix(q, k, v, cache)
 
 
 def build_attention(config: WaveGPTConfig) -> _Mixer:
