@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from ..config import ConfigError
+from . import add_checkpoint_argument, checkpoint_or_shipped
 from .generate import DEFAULT_TOP_K
 
 
@@ -26,9 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="wavegpt-animate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", metavar="FOLDER",
-                   help="model folder written by wavegpt-train (a run folder or its best/ or checkpoint/); "
-                        "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
+    add_checkpoint_argument(p)
     p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
     p.add_argument("--tokens", type=int, default=40, help=f"tokens to generate, 1 to {MAX_TOKENS} (default 40)")
     p.add_argument("--fps", type=int, default=8, help=f"video frames per second, {MIN_FPS} to {MAX_FPS} (default 8)")
@@ -60,7 +59,7 @@ def run(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     from ..animation import check_layer_head, check_output, check_render_args, parse_size, render_animation
-    from ..generation import NO_SHIPPED_CHECKPOINT, check_sampling_args, default_checkpoint, load_for_generation
+    from ..generation import check_sampling_args, load_for_generation
 
     args = build_parser().parse_args(argv)
     top_k = None if args.top_k == 0 else args.top_k
@@ -69,9 +68,7 @@ def run(argv: list[str] | None = None) -> None:
     check_render_args(args.tokens, args.fps, args.frames_per_token, size)
     check_sampling_args(args.tokens, args.temperature, top_k, args.top_p, 1)
     output = check_output(args.output)
-    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint()
-    if checkpoint is None:
-        raise ValueError(NO_SHIPPED_CHECKPOINT)
+    checkpoint = checkpoint_or_shipped(args.checkpoint)
     model, tokenizer = load_for_generation(checkpoint, args.device)
     check_layer_head(model, args.layer, args.head)
     with tqdm(total=args.tokens * args.frames_per_token, unit="frame", desc="rendering", file=sys.stderr,

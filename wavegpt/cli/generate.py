@@ -15,6 +15,7 @@ import sys
 import time
 
 from ..config import ConfigError
+from . import add_checkpoint_argument, checkpoint_or_shipped
 
 DEFAULT_TOP_K = 50  # cuts the long tail of rare tokens that makes small models ramble
 
@@ -24,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="wavegpt-generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", metavar="FOLDER",
-                   help="model folder written by wavegpt-train (a run folder or its best/ or checkpoint/); "
-                        "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
+    add_checkpoint_argument(p)
     p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
     p.add_argument("--max-new-tokens", type=int, default=200,
                    help=f"tokens to generate per sample, 1 to {MAX_NEW_TOKENS} (default 200)")
@@ -55,10 +54,8 @@ def _write(text: str) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     from ..generation import (
-        NO_SHIPPED_CHECKPOINT,
         SAMPLE_SEPARATOR,
         check_sampling_args,
-        default_checkpoint,
         load_for_generation,
         random_seed,
         stream_samples,
@@ -66,9 +63,7 @@ def run(argv: list[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     top_k = None if args.top_k == 0 else args.top_k
-    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint()
-    if checkpoint is None:
-        raise ValueError(NO_SHIPPED_CHECKPOINT)
+    checkpoint = checkpoint_or_shipped(args.checkpoint)
     check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples)
     model, tokenizer = load_for_generation(checkpoint, args.device)
     seed = random_seed() if args.seed is None else args.seed

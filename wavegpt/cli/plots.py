@@ -16,14 +16,13 @@ import argparse
 import sys
 
 from ..config import ConfigError
+from . import add_checkpoint_argument, checkpoint_or_shipped
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wavegpt-plots", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", metavar="FOLDER",
-                   help="model folder written by wavegpt-train (a run folder or its best/ or checkpoint/); "
-                        "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
+    add_checkpoint_argument(p)
     p.add_argument("--out", metavar="FOLDER", default="plots",
                    help="folder for the PNG files, created if missing (default plots/)")
     p.add_argument("--text", default=None,
@@ -34,13 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..generation import NO_SHIPPED_CHECKPOINT, default_checkpoint
     from ..plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
 
     args = build_parser().parse_args(argv)
-    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint()
-    if checkpoint is None:
-        raise ValueError(NO_SHIPPED_CHECKPOINT)
+    checkpoint = checkpoint_or_shipped(args.checkpoint)
     text = DEFAULT_SAMPLE_TEXT if args.text is None else args.text
     written = plot_wave_model(checkpoint, args.out, metrics_path=args.metrics, sample_text=text)
     for path in written.values():
