@@ -3,7 +3,6 @@ interference pattern agrees with the attention weights the model itself records 
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,29 +13,25 @@ import torch
 from PIL import Image
 
 from tests.conftest import tiny_config
+from tests.test_train import prose, tiny_args
 from wavegpt import WaveGPT
 from wavegpt.plots import PLOT_NAMES, interference_matrix, plot_wave_model
-from wavegpt.trainer import TrainArgs, train
+from wavegpt.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_ARCH = dict(d_model=32, n_layers=2, n_heads=2, num_waves=8, num_harmonics=3, block_size=32, chunk_size=8)
-WORDS = "the king queen wave light sea night day love war speak thou art my lord good sir".split()
 
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory):
     """Two tiny runs trained for a few steps with the real loop: a wave model and a classic one."""
     root = tmp_path_factory.mktemp("plots")
-    rng = random.Random(0)
     corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(10)) + "." for _ in range(400)) + "\n")
+    corpus.write_text(prose(20_000, seed=0))
     runs = {}
     for preset in ("full_physics", "classic"):
         out = root / preset
-        train(TrainArgs(preset=preset, model="tiny", dataset=None, data=str(corpus), out=str(out), max_steps=12,
-                        batch_size=4, vocab_size=300, overrides=dict(TINY_ARCH), eval_interval=6, eval_batches=1,
-                        save_interval=12, log_interval=2, warmup_steps=2, progress=False, report_to="none",
-                        cache_dir=str(root / "cache")))
+        train(tiny_args(root, corpus, root / "cache", preset=preset, out=str(out), max_steps=12, eval_interval=6,
+                        save_interval=12, log_interval=2))
         runs[preset] = out
     return runs
 

@@ -40,10 +40,9 @@ class LayerCache:
     # writes one row instead of copying the whole cache (torch.cat), and k, v are views.
     _k_buf: torch.Tensor | None = None
     _v_buf: torch.Tensor | None = None
-    length: int = 0
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, t = self.length, k.shape[-2]
+        n, t = (0 if self.k is None else self.k.shape[-2]), k.shape[-2]
         if self._k_buf is None or n + t > self._k_buf.shape[-2]:
             room = max(64, 2 * (n + t))
             k_buf = k.new_empty(*k.shape[:-2], room, k.shape[-1])
@@ -54,7 +53,6 @@ class LayerCache:
             self._k_buf, self._v_buf = k_buf, v_buf
         self._k_buf[..., n:n + t, :] = k
         self._v_buf[..., n:n + t, :] = v
-        self.length = n + t
         self.k, self.v = self._k_buf[..., :n + t, :], self._v_buf[..., :n + t, :]
         return self.k, self.v
 
