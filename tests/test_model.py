@@ -12,7 +12,15 @@ from wavegpt.config import ConfigError, count_parameters
 from .conftest import tiny_config
 
 ALL = list(PRESETS)
-VARIANTS = ALL + ["classic"]  # every preset covers interference / each kernel and mode / classic
+# Every preset covers interference / each kernel and mode / classic / classic_rope; "seed_faithful"
+# is the wave model before position moved into the interference (position in the packet).
+VARIANTS = ALL + ["seed_faithful"]
+
+
+def variant_config(name: str, **overrides):
+    if name == "seed_faithful":
+        return tiny_config("full_physics", position="embedding", temperature_init="sqrt_waves", **overrides)
+    return tiny_config(name, **overrides)
 
 
 def test_config_round_trips_through_json(tmp_path):
@@ -46,7 +54,7 @@ def test_unknown_names_raise_one_clear_sentence(bad):
 @pytest.mark.parametrize("preset", VARIANTS)
 def test_changing_future_tokens_leaves_earlier_logits_unchanged(preset):
     torch.manual_seed(0)
-    model = WaveGPT(tiny_config(preset)).eval()
+    model = WaveGPT(variant_config(preset)).eval()
     idx = torch.randint(0, 61, (2, 32))
     t = 13
     changed = idx.clone()
@@ -60,7 +68,7 @@ def test_changing_future_tokens_leaves_earlier_logits_unchanged(preset):
 @pytest.mark.parametrize("preset", VARIANTS)
 def test_fast_path_equals_reference_with_gradients(preset):
     torch.manual_seed(0)
-    model = WaveGPT(tiny_config(preset, chunk_size=8))
+    model = WaveGPT(variant_config(preset, chunk_size=8))
     idx = torch.randint(0, 61, (2, 30))
     targets = torch.randint(0, 61, (2, 30))
     results = []
@@ -81,7 +89,7 @@ def test_incremental_logits_equal_full_recompute(preset):
     from wavegpt.model import DecodeCache
 
     torch.manual_seed(0)
-    model = WaveGPT(tiny_config(preset)).eval()
+    model = WaveGPT(variant_config(preset)).eval()
     idx = torch.randint(0, 61, (2, 24))
     full, _ = model(idx)
     cache = DecodeCache(model.config.n_layers)
@@ -93,7 +101,7 @@ def test_incremental_logits_equal_full_recompute(preset):
 def test_generate_with_and_without_cache_gives_the_same_tokens(preset):
     """300 new tokens from a prompt, far past block_size (32), so the window slides."""
     torch.manual_seed(0)
-    model = WaveGPT(tiny_config(preset))
+    model = WaveGPT(variant_config(preset))
     prompt = torch.randint(0, 61, (2, 7))
     outs = [model.generate(prompt, 300, temperature=1.0, top_k=40, use_cache=c,
                            generator=torch.Generator().manual_seed(3)) for c in (True, False)]

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, WaveGPTConfig
 from .model.gpt import WaveGPT
+from .tokenizer import WaveTokenizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -57,11 +58,19 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
 
 def resolve_checkpoint(folder: str | Path) -> Path:
     """The folder that holds model.safetensors: the folder itself, or inside a training run
-    folder its `best/` then `checkpoint/` model; restores an interrupted swap."""
+    folder its `best/` then `checkpoint/` model; restores an interrupted swap. A Hub repo id
+    (`org/name`) that is not a local path is downloaded (or found in the Hub cache)."""
     folder = Path(folder)
     old = folder.with_name(folder.name + ".old")
     if not folder.exists() and old.is_dir():
         os.replace(old, folder)
+    from .hub import HubError, download, is_repo_id
+
+    if not folder.exists() and is_repo_id(folder):  # "org/name": a model on the Hugging Face Hub
+        try:
+            folder = download(str(folder))
+        except HubError as e:
+            raise CheckpointError(str(e)) from None
     if not folder.is_dir():
         raise CheckpointError(f"Checkpoint folder {folder} does not exist.")
     for candidate in (folder, folder / "best", folder / "checkpoint"):
@@ -73,8 +82,8 @@ def resolve_checkpoint(folder: str | Path) -> Path:
 def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = None) -> None:
     """Write config.json and model.safetensors into an existing folder (tied weights once)."""
     state = model.state_dict()
-    if model.config.model_type == "classic":
-        state.pop("head.proj.weight")  # tied to embedding.token.weight
+    for name in model.tied_weight_names:  # tied to the token (or bootstrap) table
+        state.pop(name)
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
                for k, v in state.items()}
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "library": "wavegpt"})
@@ -82,12 +91,15 @@ def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = 
 
 
 def save_model(model: WaveGPT, folder: str | Path, dtype: torch.dtype | None = None,
-               tokenizer_file: str | Path | None = None) -> None:
-    """save_pretrained: write the whole model folder atomically."""
+               tokenizer: WaveTokenizer | str | Path | None = None) -> None:
+    """save_pretrained: write the whole model folder atomically; with a tokenizer (or the path of
+    its tokenizer.json) also tokenizer.json, tokenizer_config.json and generation_config.json."""
+    if tokenizer is not None and not isinstance(tokenizer, WaveTokenizer):
+        tokenizer = WaveTokenizer.load(tokenizer)
     with atomic_folder(folder) as tmp:
         write_model_files(model, tmp, dtype)
-        if tokenizer_file is not None:
-            shutil.copyfile(tokenizer_file, tmp / TOKENIZER_NAME)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp, model_max_length=model.config.block_size)
 
 
 def load_config(folder: str | Path) -> WaveGPTConfig:
@@ -96,6 +108,13 @@ def load_config(folder: str | Path) -> WaveGPTConfig:
         return WaveGPTConfig.from_json(folder / CONFIG_NAME)
     except ConfigError as e:
         raise CheckpointError(f"The config in {folder} is unusable: {e}") from None
+
+
+def _upgrade_legacy_tensors(tensors: dict[str, torch.Tensor],
+                            expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints from before FSDP support hold `embedding.wave_ratio` as a 0-d tensor; it is now shape (1,)."""
+    return {k: (v.reshape(1) if v.dim() == 0 and k in expected and expected[k].shape == (1,) else v)
+            for k, v in tensors.items()}
 
 
 def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> WaveGPT:
@@ -111,8 +130,9 @@ def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> 
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
     model = WaveGPT(config)
     expected = model.state_dict()
-    if config.model_type == "classic":
-        expected.pop("head.proj.weight")
+    for name in model.tied_weight_names:
+        expected.pop(name)
+    tensors = _upgrade_legacy_tensors(tensors, expected)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing:

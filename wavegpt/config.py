@@ -15,12 +15,25 @@ from pathlib import Path
 from typing import Any
 
 MODEL_TYPES = ("wave", "classic")
-ATTENTIONS = ("interference", "pure_wave")
+MODEL_TYPE_PREFIX = "wavegpt."  # config.json says "wavegpt.wave": a type no other library claims
+FOREIGN_KEYS = "foreign_keys"  # extra[...]: config.json keys other tools added, written back as they were
+ATTENTIONS = ("interference", "pure_wave", "wave_network", "wave_network_modulation")
 KERNELS = ("elu_plus_one", "sigmoid", "exp")
 MODES = ("quadratic", "linear")
 ACTIVATIONS = ("sin", "gelu_sin", "gelu")
 OPTIMIZERS = ("adamw", "rgd")
 LOSSES = ("ce", "qfe")
+# Where position enters: "embedding" = a table (classic) or a phase rotated into every token's
+# wave packet (the seed-faithful wave model); "rotary" = a relative phase rotation of the query
+# and key waves inside the mixer (RoPE spacing); "none" = nothing beyond the causal mask (and
+# pure-wave attention's own sin(omega t + phi)).
+POSITIONS = ("embedding", "rotary", "none")
+TEMPERATURE_INITS = ("sqrt_waves", "inv_sqrt_waves")
+AMPLITUDE_INITS = ("unit", "small")
+# What a config.json written before a field existed meant by it: loading an old checkpoint
+# fills missing fields from here, so it builds the same model and gives the same logits.
+LEGACY_DEFAULTS: dict[str, Any] = dict(position="embedding", temperature_init="sqrt_waves", amplitude_init="unit",
+                                       tie_head=False, wave_param_decay=True, wave_lr_scale=1.0)
 
 SIZES: dict[str, dict[str, int]] = {
     # tiny: the CPU size (a little larger than nanoGPT's CPU recipe of 4 x 128).
@@ -30,8 +43,8 @@ SIZES: dict[str, dict[str, int]] = {
     "large": dict(d_model=768, n_layers=12, n_heads=12, num_waves=96, num_harmonics=4, block_size=512),
 }
 
-_WAVE = dict(model_type="wave", activation="sin")
-_PURE = dict(_WAVE, attention="pure_wave", bootstrap_embedding=False, optimizer="rgd", loss="qfe")
+_WAVE = dict(model_type="wave", activation="sin", position="rotary")
+_PURE = dict(_WAVE, attention="pure_wave", position="none", bootstrap_embedding=False, optimizer="rgd", loss="qfe")
 PRESETS: dict[str, dict[str, Any]] = {
     "full_physics": dict(_WAVE, attention="interference", optimizer="rgd", loss="qfe"),
     "pure_wave": dict(_PURE, kernel="elu_plus_one", mode="quadratic"),
@@ -41,7 +54,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rgd_only": dict(_WAVE, attention="interference", optimizer="rgd", loss="ce"),
     "qfe_only": dict(_WAVE, attention="interference", optimizer="adamw", loss="qfe"),
     "baseline": dict(_WAVE, attention="interference", optimizer="adamw", loss="ce"),
-    "classic": dict(model_type="classic", activation="gelu", optimizer="adamw", loss="ce"),
+    "classic": dict(model_type="classic", activation="gelu", position="embedding", optimizer="adamw", loss="ce"),
+    "classic_rope": dict(model_type="classic", activation="gelu", position="rotary", optimizer="adamw", loss="ce"),
+    # The Wave Network mixer (arXiv 2411.02674, made causal): no position beyond causality.
+    "wave_network": dict(_WAVE, attention="wave_network", position="none", optimizer="adamw", loss="ce"),
+    "wave_network_modulation": dict(_WAVE, attention="wave_network_modulation", position="none",
+                                    optimizer="adamw", loss="ce"),
 }
 
 
@@ -65,6 +83,13 @@ class WaveGPTConfig:
     mode: str = "quadratic"
     activation: str = "sin"
     bootstrap_embedding: bool = True
+    position: str = "rotary"
+    rope_base: float = 10000.0
+    temperature_init: str = "inv_sqrt_waves"  # interference attention's initial temperature
+    amplitude_init: str = "unit"
+    tie_head: bool = False  # wave model: collapse head shares the bootstrap table's weights
+    wave_param_decay: bool = True  # weight decay on wave parameters (frequencies, phases, ...)
+    wave_lr_scale: float = 1.0  # learning rate of wave parameters relative to the rest
     mlp_hidden: int = 0  # 0 means 4 * d_model
     chunk_size: int = 64  # chunk length of linear attention's parallel (training) form
     # Training choices fixed by the preset (recorded so a checkpoint says how it was made).
@@ -85,7 +110,8 @@ class WaveGPTConfig:
 
     def validate(self) -> None:
         choices = dict(model_type=MODEL_TYPES, attention=ATTENTIONS, kernel=KERNELS, mode=MODES,
-                       activation=ACTIVATIONS, optimizer=OPTIMIZERS, loss=LOSSES)
+                       activation=ACTIVATIONS, optimizer=OPTIMIZERS, loss=LOSSES, position=POSITIONS,
+                       temperature_init=TEMPERATURE_INITS, amplitude_init=AMPLITUDE_INITS)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
@@ -97,6 +123,14 @@ class WaveGPTConfig:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}.")
+        if self.position == "rotary" and self.model_type == "wave" and self.attention == "pure_wave":
+            raise ConfigError("Pure-wave attention has its own position handling (sin(omega t + phi)); "
+                              "use position 'none' or 'embedding'.")
+        if self.position == "rotary" and self.model_type == "wave" and self.attention.startswith("wave_network"):
+            raise ConfigError("The Wave Network mixer has no queries and keys to rotate; "
+                              "use position 'none' or 'embedding'.")
+        if self.tie_head and not (self.model_type == "wave" and self.bootstrap_embedding):
+            raise ConfigError("tie_head needs the wave model's bootstrap embedding table to tie to.")
 
     # --- presets -----------------------------------------------------------------------
     @classmethod
@@ -129,16 +163,19 @@ class WaveGPTConfig:
         if not isinstance(data, dict):
             raise ConfigError("config.json must hold a JSON object.")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"config.json has unknown field(s): {', '.join(sorted(unknown))}.")
+        data = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in data}, **data}
+        data = _from_file_form(data, known)
         try:
             return cls(**data)
         except TypeError as e:
             raise ConfigError(f"config.json does not describe a wavegpt model ({e}).") from None
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """config.json: a namespaced model_type, and the keys other tools added kept beside ours."""
+        data = self.to_dict()
+        foreign = data["extra"].pop(FOREIGN_KEYS, None) if isinstance(data["extra"], dict) else None
+        data["model_type"] = MODEL_TYPE_PREFIX + self.model_type
+        return json.dumps({**(foreign if isinstance(foreign, dict) else {}), **data}, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, path: str | Path) -> WaveGPTConfig:
@@ -152,6 +189,18 @@ class WaveGPTConfig:
         return cls.from_dict(data)
 
 
+def _from_file_form(data: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Undo to_json: strip the model_type namespace (old files say plain "wave"), and move keys other
+    tools add (`architectures`, `transformers_version`, ...) into extra[FOREIGN_KEYS] so they round-trip."""
+    data = dict(data)
+    if isinstance(data.get("model_type"), str) and data["model_type"].startswith(MODEL_TYPE_PREFIX):
+        data["model_type"] = data["model_type"][len(MODEL_TYPE_PREFIX):]
+    foreign = {k: data.pop(k) for k in sorted(set(data) - known)}
+    if foreign and isinstance(data.get("extra", {}), dict):
+        data["extra"] = {**data.get("extra", {}), FOREIGN_KEYS: foreign}
+    return data
+
+
 def count_parameters(config: WaveGPTConfig) -> int:
     """Parameter count of the model a config describes, without building it."""
     d, v, L = config.d_model, config.vocab_size, config.n_layers
@@ -159,16 +208,21 @@ def count_parameters(config: WaveGPTConfig) -> int:
     mlp = d * config.hidden + config.hidden + config.hidden * d + d
     if config.model_type == "classic":
         attn = d * 3 * d + 3 * d + d * d + d
-        return v * d + config.block_size * d + L * (attn + mlp + 2 * ln) + ln
+        table = config.block_size * d if config.position == "embedding" else 0
+        return v * d + table + L * (attn + mlp + 2 * ln) + ln
     W, H, nh = config.num_waves, config.num_harmonics, config.n_heads
-    emb = v * (2 * W + W * H) + W * H + 2 * W * H * d + d + ln
+    emb = v * (2 * W + W * H) + 2 * W * H * d + d + ln
+    if config.position == "embedding":
+        emb += W * H  # the learned positional phase rates
     if config.bootstrap_embedding:
         emb += v * d + 1
     if config.attention == "interference":
         attn = 2 * (d * nh * W + nh * W) + 2 * nh * W + nh + 2 * (d * d + d)
+    elif config.attention.startswith("wave_network"):  # two views, LayerNorm, output projection
+        attn = 3 * (d * d + d) + 2 * d
     else:
         attn = 4 * (d * nh * W + nh * W) + 2 * (d * d + d)
-    head = ln + d * v
+    head = ln + (0 if config.tie_head else d * v)
     return emb + L * (attn + mlp + 2 * ln) + head
 
 
@@ -176,7 +230,7 @@ def matched_hidden(config: WaveGPTConfig) -> int:
     """MLP width (0 = the default 4 x d_model) that gives any variant the parameter count of
     the default wave model of the same shape."""
     wave = dataclasses.replace(config, **PRESETS["baseline"], preset="baseline", bootstrap_embedding=True,
-                               mlp_hidden=0)
+                               tie_head=False, mlp_hidden=0)
     target = count_parameters(wave)
     if count_parameters(dataclasses.replace(config, mlp_hidden=0)) == target:
         return 0

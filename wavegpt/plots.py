@@ -119,7 +119,6 @@ def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int 
     classic: scaled dot-product softmax. Future positions are NaN. Returns (matrix, what it shows).
     """
     import torch
-    import torch.nn.functional as F
 
     from .model.attention import CausalSelfAttention, InterferenceAttention, PureWaveAttention
     from .ops import feature_map
@@ -143,12 +142,9 @@ def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int 
         B, T, _ = x.shape
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         if isinstance(attn, InterferenceAttention):
-            q = F.normalize(attn._heads(attn.q_proj(x), B, T) + attn.q_phase, dim=-1)
-            q = q * torch.exp(-attn.log_temperature)
-            k = F.normalize(attn._heads(attn.k_proj(x), B, T) + attn.k_phase, dim=-1)
-            scores = (q @ k.transpose(-1, -2))[0, head]
-            weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-            what = "softmax weight (interference of phase-shifted q, k waves)"
+            weights = attn.attention_weights(x)[0, head]
+            rotated = ", rotated by position" if attn.rotary_base is not None else ""
+            what = f"softmax weight (interference of phase-shifted q, k waves{rotated})"
         elif isinstance(attn, PureWaveAttention):
             t = torch.arange(T, device=x.device, dtype=x.dtype)[:, None]
             q = attn._wave(attn.omega_q(x), attn.phi_q(x), t, B, T)[0, head]
@@ -162,9 +158,7 @@ def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int 
                 weights = a / (a.sum(-1, keepdim=True) + EPS)
                 what = f"linear-attention weight φ(q)·φ(k) / Σ ({attn.kernel})"
         elif isinstance(attn, CausalSelfAttention):
-            q, k, _ = (attn._heads(t, B, T) for t in attn.qkv(x).chunk(3, dim=-1))
-            scores = (q * attn.scale @ k.transpose(-1, -2))[0, head]
-            weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+            weights = attn.attention_weights(x)[0, head]
             what = "softmax weight"
         else:  # pragma: no cover - every mixer wavegpt builds is handled above
             raise ValueError(f"No interference pattern for {type(attn).__name__}.")
@@ -235,7 +229,7 @@ class WaveContext:
         self.freq = emb.frequencies.detach().float().cpu().numpy()  # (V, W)
         self.phase = emb.phases.detach().float().cpu().numpy()  # (V, W)
         self.amp = emb.amplitudes.detach().float().cpu().numpy()  # (V, W, H)
-        self.rate = emb.position_rate.detach().float().cpu().numpy()  # (W, H)
+        self.rate, self.rate_kind = self._position_rates(emb, model.config)
         self.ids = ids[: min(max_tokens, self.cfg.block_size)]  # the sequence the model reads
         self.which = "first " if len(self.ids) < len(ids) else ""
         self.max_tokens = max_tokens
@@ -247,6 +241,21 @@ class WaveContext:
         self.t = torch.linspace(0.0, WAVE_SPAN, WAVE_SAMPLES)
         self.subtitle = (f"preset {self.cfg.preset} · {self.cfg.num_waves} waves × {self.cfg.num_harmonics} "
                          f"harmonics · vocabulary {self.cfg.vocab_size}")
+
+    @staticmethod
+    def _position_rates(emb, config):
+        """(rates, kind): the packet's learned rates (W, H) in the seed-faithful form, the fixed
+        rotary rates of the query/key wave pairs (pairs, 1) when position is rotary, else None."""
+        if emb.position_rate is not None:
+            return emb.position_rate.detach().float().cpu().numpy(), "packet"
+        if config.position == "rotary":
+            import torch
+
+            from .ops import rotary_angles
+
+            n = config.num_waves // 2
+            return rotary_angles(n, 1, 1, config.rope_base, torch.device("cpu"))[0].numpy()[:, None], "rotary"
+        return None, "none"
 
     def label(self, token: int, width: int = 10) -> str:
         if token not in self._labels:
@@ -305,6 +314,13 @@ class WaveContext:
         ax1.set_xlabel("phase φ, wrapped to [−π, π] (rad)")
         ax1.set_ylabel("count (tokens × waves)")
         ax1.set_title(f"Token phases ({wrapped.size} values)")
+        if self.rate is None:
+            ax2.text(0.5, 0.5, "no positional phase:\nposition comes from the attention itself",
+                     ha="center", va="center", transform=ax2.transAxes)
+            ax2.set_axis_off()
+            self._title(fig, "Phase distribution")
+            fig.tight_layout(rect=(0, 0.03, 1, 1))
+            return fig
         rates = self.rate.ravel()
         positive = bool((rates > 0).all())
         if positive:
@@ -314,11 +330,13 @@ class WaveContext:
         else:
             bins = 30
         for n in range(self.rate.shape[1]):
-            ax2.hist(self.rate[:, n], bins=bins, alpha=0.6, label=f"harmonic {n + 1}",
+            label = f"harmonic {n + 1}" if self.rate_kind == "packet" else "query/key wave pairs"
+            ax2.hist(self.rate[:, n], bins=bins, alpha=0.6, label=label,
                      color=TOKEN_COLOURS[(n + 1) % len(TOKEN_COLOURS)])
         ax2.set_xlabel("positional rate ω (rad per token position)")
-        ax2.set_ylabel("count (waves)")
-        ax2.set_title("Positional phase rates ω")
+        ax2.set_ylabel("count (waves)" if self.rate_kind == "packet" else "count (wave pairs)")
+        ax2.set_title("Positional phase rates ω" + (" (rotary, in the interference)" if self.rate_kind == "rotary"
+                                                   else " (in the packet)"))
         ax2.legend(fontsize=8)
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)

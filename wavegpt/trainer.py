@@ -28,9 +28,11 @@ from accelerate.utils import set_seed
 from .checkpoint import CheckpointError, atomic_folder, load_config, write_model_files
 from .config import WaveGPTConfig
 from .data import Corpus, check_corpus_fits, default_cache_dir, get_batch, iter_eval_batches, prepare_corpus
-from .model import WaveGPT
+from .model import WaveGPT, is_wave_parameter
+from .ownership import RUN_LOCK, RUN_MARKER, RunLock, RunLockedError, holds_run, is_run_folder, run_owned
 from .physics import RGD, QFELoss
 from .tokenizer import WaveTokenizer
+from .validation import check_train_args
 
 STATE_NAME = "trainer_state.pt"
 
@@ -88,11 +90,23 @@ def wave_share_floor(step: int, max_steps: int) -> float:
 
 
 def build_optimizer(model: WaveGPT, args: TrainArgs) -> torch.optim.Optimizer:
-    """Weight decay on matrices only (as in nanoGPT); RGD or AdamW as the preset says."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """Weight decay on matrices only (as in nanoGPT); RGD or AdamW as the preset says.
+
+    The wave parameters (frequencies, phases, amplitudes, phase offsets, temperatures) get a
+    group of their own when the config asks for a different learning rate (`wave_lr_scale`)
+    or for no weight decay on them (`wave_param_decay` false); otherwise the two groups are
+    exactly the seed-faithful ones, so older optimizer states still load.
+    """
     c = model.config
+    named = list(model.named_parameters())
+    separate = c.wave_lr_scale != 1.0 or not c.wave_param_decay
+    wave = [p for n, p in named if separate and is_wave_parameter(n)]
+    rest = [(n, p) for n, p in named if not (separate and is_wave_parameter(n))]
+    groups = [{"params": [p for _, p in rest if p.dim() >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for _, p in rest if p.dim() < 2], "weight_decay": 0.0}]
+    if wave:
+        decay = args.weight_decay if c.wave_param_decay else 0.0
+        groups.append({"params": wave, "weight_decay": decay, "lr_scale": c.wave_lr_scale})
     if c.optimizer == "rgd":
         return RGD(groups, lr=args.lr, betas=(0.9, 0.95), resonance_strength=c.resonance_strength,
                    warmup_steps=c.rgd_warmup_steps)
@@ -112,16 +126,50 @@ def _restore_interrupted_saves(out: Path) -> None:
 
 
 def _prepare_out(out: Path, args: TrainArgs, is_main: bool) -> None:
-    holds_run = out.exists() and any(out.iterdir())
+    """Decide what --out may hold. The rule (wavegpt/ownership.py): only what a wavegpt run wrote is ever
+    replaced; --overwrite deletes the run's own entries and leaves every other file where it is."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file, not a folder.")
+    is_run = is_run_folder(out)
     if args.resume:
         if not (out / "checkpoint" / STATE_NAME).is_file():
             raise TrainError(f"There is no checkpoint to resume in {out} (expected {out / 'checkpoint'}).")
-    elif holds_run and not args.overwrite:
+    elif is_run and holds_run(out) and not args.overwrite:
         raise TrainError(f"Output folder {out} already holds a run; pass --resume to continue it or "
                          f"--overwrite to replace it.")
-    elif holds_run and is_main:
+    elif not is_run and out.is_dir() and any(out.iterdir()):
+        taken = sorted(p.name for p in out.iterdir() if run_owned(p.name) and p.name not in (RUN_LOCK, RUN_MARKER))
+        if args.overwrite:
+            raise TrainError(f"--overwrite refused: {out} holds no wavegpt run, and wavegpt deletes only what it "
+                             f"wrote; choose an empty or new --out.")
+        if taken:
+            raise TrainError(f"{out / taken[0]} was not written by wavegpt and a run would replace it; "
+                             f"choose another --out.")
+    elif args.overwrite and is_run and is_main:
         for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if run_owned(child.name) and child.name not in (RUN_LOCK, RUN_MARKER):
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _check_resume(out: Path, args: TrainArgs, config: WaveGPTConfig, step: int) -> None:
+    """A resumed run keeps its model and its place: a value that would be ignored is refused instead."""
+    try:
+        recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    given = {"preset": (args.preset, config.preset), "model": (args.model, recorded.get("model", args.model)),
+             "vocab_size": (args.vocab_size, recorded.get("vocab_size", args.vocab_size))}
+    given.update({name: (value, getattr(config, name, value)) for name, value in args.overrides.items()})
+    for name, (asked, kept) in given.items():
+        if asked != kept:
+            raise TrainError(f"--{name.replace('_', '-')} {asked} differs from the run's {kept}; a resumed run keeps "
+                             f"its model, so drop the flag or train a new run in another --out.")
+    if step >= args.max_steps:
+        raise TrainError(f"The run in {out} already reached step {step} of --max-steps {args.max_steps}; pass a "
+                         f"larger --max-steps to train it further.")
+    if args.stop_at is not None and args.stop_at <= step:
+        raise TrainError(f"--stop-at {args.stop_at} is not after the checkpoint's step {step}; give a later step.")
 
 
 def _load_state(out: Path) -> dict[str, Any]:
@@ -152,7 +200,48 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, args: TrainArgs, block_size
 
 
 def train(args: TrainArgs) -> dict[str, Any]:
-    """Train (or resume) one run; returns the final figures. Raises TrainError and friends."""
+    """Train (or resume) one run; returns the final figures. Raises TrainError and friends.
+
+    The arguments are checked before anything is written; the main process holds the run folder's
+    lock (ownership.RunLock) for the whole run, so a second process refuses to train into it."""
+    check_train_args(args)
+    held: list[RunLock] = []
+    created = not Path(args.out).exists()
+    try:
+        return _train(args, held)
+    finally:
+        for lock in held:
+            lock.release()
+        if held:
+            _drop_unused_marker(Path(args.out), created)
+
+
+def _lock_out(out: Path, accelerator: Accelerator, held: list[RunLock]) -> None:
+    """Main process: create --out if needed and take its lock; every process refuses when it is taken."""
+    error = ""
+    if accelerator.is_main_process:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            held.append(RunLock(out).acquire())
+        except RunLockedError as e:
+            error = str(e)
+    if _all_agree(bool(error), accelerator):
+        raise TrainError(error or f"{out} is in use by another wavegpt process; choose another --out.")
+
+
+def _drop_unused_marker(out: Path, created: bool) -> None:
+    """A run that stopped before writing anything leaves no marker, and no folder it created."""
+    try:
+        if holds_run(out):
+            return
+        (out / RUN_MARKER).unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+    except OSError:
+        pass
+
+
+def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
                               gradient_accumulation_steps=args.grad_accum, log_with=_tracker(args.report_to),
                               project_dir=args.out)
@@ -161,22 +250,28 @@ def train(args: TrainArgs) -> dict[str, Any]:
         raise TrainError(f"{launched} processes were launched but Accelerate joined {accelerator.num_processes} "
                          f"(no GPU for each?); pass --cpu to train.py to train on CPU processes.")
     out = Path(args.out)
+    _lock_out(out, accelerator, held)
     if args.resume and accelerator.is_main_process:
         _restore_interrupted_saves(out)
     accelerator.wait_for_everyone()
     _prepare_out(out, args, accelerator.is_main_process)
+    if accelerator.is_main_process and not (out / RUN_MARKER).exists():
+        (out / RUN_MARKER).write_text('{"created_by": "wavegpt", "kind": "training run"}\n')
     accelerator.wait_for_everyone()
 
     state = _load_state(out) if args.resume else None
     tokenizer = WaveTokenizer.load(out / "checkpoint") if state else None
     config = load_config(out / "checkpoint") if state else WaveGPTConfig.from_preset(
         args.model, args.preset, vocab_size=args.vocab_size, **args.overrides)
+    if state:
+        _check_resume(out, args, config, state["step"])
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     with accelerator.main_process_first():
         corpus = prepare_corpus(args.dataset, args.data, config.vocab_size, cache, tokenizer=tokenizer)
     check_corpus_fits(corpus, config.block_size)
     config.vocab_size = corpus.tokenizer.vocab_size
-    config.extra = {"data": corpus.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val)}
+    config.extra = {"data": corpus.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val),
+                    "tokenizer_vocab_sha256": corpus.tokenizer.vocab_sha256}
 
     set_seed(args.seed + accelerator.process_index)
     model = WaveGPT(config)
@@ -219,7 +314,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     for step in range(start_step, end_step):
         lr = lr_at(step, args)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         sums = torch.zeros(3, device=accelerator.device)  # loss, ce, coherence over micro-batches
         for _ in range(args.grad_accum):
             x, y = get_batch(corpus.train, args.batch_size, T, data_rng)

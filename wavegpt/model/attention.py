@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..config import WaveGPTConfig
 from ..ops import (
+    apply_rotary,
     chunk_linear_attention,
     feature_map,
     kernel_attention,
@@ -79,6 +80,14 @@ class _Mixer(nn.Module):
             self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
         return self._merge(y)
 
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        """The causal softmax weights (B, H, T, T) this mixer uses on x (future entries are 0)."""
+        q, k = self.query_key(x, start_pos)
+        T = x.shape[1]
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        return torch.softmax((q @ k.transpose(-1, -2)).masked_fill(future, float("-inf")), dim=-1)
+
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
         B, H, T, D = y.shape
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, H * D)))
@@ -89,8 +98,12 @@ class InterferenceAttention(_Mixer):
 
     q and k are n_heads x num_waves amplitudes, each shifted by a learned per-wave phase
     offset and L2-normalised, so q.k is a cosine: in phase (+1) interferes constructively,
-    opposite phase (-1) destructively. A learned per-head temperature, initialised at
-    sqrt(num_waves) and kept in log space so it can change by factors, sets the sharpness.
+    opposite phase (-1) destructively. With position "rotary", pair j of the query and key
+    waves is advanced by the phase t * omega_j (RoPE spacing) before they interfere, so the
+    score depends on cos(dphi + (t - s) omega): position is a relative phase. A learned
+    per-head temperature, kept in log space so it can change by factors, sets the sharpness:
+    it starts at 1/sqrt(num_waves), so the logits span +-sqrt(num_waves) and attention is not
+    uniform at init (the seed-faithful start, sqrt(num_waves), leaves every logit within +-0.2).
     """
 
     def __init__(self, config: WaveGPTConfig):
@@ -100,15 +113,25 @@ class InterferenceAttention(_Mixer):
         self.q_proj, self.k_proj = nn.Linear(d, nh * W), nn.Linear(d, nh * W)
         self.q_phase = nn.Parameter(torch.zeros(nh, 1, W))
         self.k_phase = nn.Parameter(torch.zeros(nh, 1, W))
-        self.log_temperature = nn.Parameter(torch.full((nh, 1, 1), 0.5 * math.log(W)))
+        sign = 1.0 if config.temperature_init == "sqrt_waves" else -1.0
+        self.log_temperature = nn.Parameter(torch.full((nh, 1, 1), sign * 0.5 * math.log(W)))
         self.v_proj, self.out = nn.Linear(d, d), nn.Linear(d, d)
         self.resid_drop = nn.Dropout(config.dropout)
+        self.rotary_base = config.rope_base if config.position == "rotary" else None
+
+    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interfering waves: q already divided by the temperature, (B, H, T, W) each."""
+        B, T, _ = x.shape
+        q = F.normalize(self._heads(self.q_proj(x), B, T) + self.q_phase, dim=-1)
+        k = F.normalize(self._heads(self.k_proj(x), B, T) + self.k_phase, dim=-1)
+        if self.rotary_base is not None:
+            q = apply_rotary(q, start_pos, self.rotary_base)
+            k = apply_rotary(k, start_pos, self.rotary_base)
+        return q * torch.exp(-self.log_temperature), k
 
     def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
         B, T, _ = x.shape
-        q = F.normalize(self._heads(self.q_proj(x), B, T) + self.q_phase, dim=-1)
-        q = q * torch.exp(-self.log_temperature)
-        k = F.normalize(self._heads(self.k_proj(x), B, T) + self.k_phase, dim=-1)
+        q, k = self.query_key(x, start_pos)
         v = self._heads(self.v_proj(x), B, T)
         return self._softmax_mix(q, k, v, cache)
 
@@ -172,7 +195,8 @@ class PureWaveAttention(_Mixer):
 
 
 class CausalSelfAttention(_Mixer):
-    """nanoGPT's attention: one fused qkv projection, scaled dot products, causal softmax."""
+    """nanoGPT's attention: one fused qkv projection, scaled dot products, causal softmax;
+    with position "rotary", queries and keys are rotated by position first (RoPE)."""
 
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
@@ -181,11 +205,22 @@ class CausalSelfAttention(_Mixer):
         self.scale = (d // config.n_heads) ** -0.5
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.resid_drop = nn.Dropout(config.dropout)
+        self.rotary_base = config.rope_base if config.position == "rotary" else None
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         q, k, v = (self._heads(t, B, T) for t in self.qkv(x).chunk(3, dim=-1))
-        q = q * self.scale
+        if self.rotary_base is not None:
+            q = apply_rotary(q, start_pos, self.rotary_base)
+            k = apply_rotary(k, start_pos, self.rotary_base)
+        return q * self.scale, k, v
+
+    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        q, k, _ = self._qkv(x, start_pos)
+        return q, k
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+        q, k, v = self._qkv(x, start_pos)
         return self._softmax_mix(q, k, v, cache)
 
 
@@ -194,4 +229,8 @@ def build_attention(config: WaveGPTConfig) -> _Mixer:
         return CausalSelfAttention(config)
     if config.attention == "interference":
         return InterferenceAttention(config)
+    if config.attention.startswith("wave_network"):
+        from .wave_network import WaveNetworkMixer  # imports this module's _Mixer
+
+        return WaveNetworkMixer(config)
     return PureWaveAttention(config)

@@ -13,9 +13,12 @@ from ..config import WaveGPTConfig
 class WavePacketEmbedding(nn.Module):
     """Each token is a wave packet: base frequencies f, phases phi and harmonic amplitudes A.
 
-    Harmonic n of wave w has frequency n*f_w. At position p the packet contributes
-    A_wn*sin(2*pi*n*f_w + phi_w + p*omega_wn) and the matching cosine; the positional phase
-    rate omega is learned, so position is a rotation of every harmonic, not an added vector.
+    Harmonic n of wave w has frequency n*f_w; the packet contributes A_wn*sin(2*pi*n*f_w + phi_w)
+    and the matching cosine, so a token's packet is its own, wherever it stands. Position
+    enters later, as a relative phase of the query and key waves (config.position "rotary").
+    The seed-faithful form (position "embedding") adds p*omega_wn to every phase at position
+    p, with a learned positional rate omega: the same token then looks different at every
+    position, which costs about 0.3 nats/char at small budgets (README, "Position").
     A plain lookup table can be blended in (weight 1 - sigmoid(wave_ratio)) because sinusoids
     of freshly initialised frequencies give weak, tangled gradients early in training; the
     trainer's schedule then pushes the wave share towards 0.9.
@@ -27,27 +30,35 @@ class WavePacketEmbedding(nn.Module):
         self.num_waves, self.num_harmonics = W, H
         self.frequencies = nn.Parameter(torch.rand(V, W) * 0.5 + 0.05)
         self.phases = nn.Parameter((torch.rand(V, W) * 2 - 1) * math.pi)
-        self.amplitudes = nn.Parameter(torch.randn(V, W, H) / math.sqrt(H) / torch.arange(1, H + 1))
-        # Position rates span ~1 rad/token down to ~1 turn per context, like rotary embeddings.
-        rates = torch.logspace(0, -math.log10(config.block_size), W)
-        self.position_rate = nn.Parameter(rates[:, None] * torch.arange(1, H + 1))
+        if config.amplitude_init == "small":  # the original research code's scale
+            self.amplitudes = nn.Parameter(torch.randn(V, W, H) * 0.5 / math.sqrt(H * W))
+        else:
+            self.amplitudes = nn.Parameter(torch.randn(V, W, H) / math.sqrt(H) / torch.arange(1, H + 1))
+        self.position_rate = None
+        if config.position == "embedding":
+            # Position rates span ~1 rad/token down to ~1 turn per context, like rotary embeddings.
+            rates = torch.logspace(0, -math.log10(config.block_size), W)
+            self.position_rate = nn.Parameter(rates[:, None] * torch.arange(1, H + 1))
         self.register_buffer("harmonic", torch.arange(1, H + 1, dtype=torch.float32), persistent=False)
         self.proj = nn.Linear(2 * W * H, config.d_model)
         self.bootstrap = nn.Embedding(V, config.d_model) if config.bootstrap_embedding else None
         if self.bootstrap is not None:
             nn.init.normal_(self.bootstrap.weight, std=0.02)
-            self.wave_ratio = nn.Parameter(torch.zeros(()))  # sigmoid(0) = 0.5 wave share
+            # Shape (1,), not 0-d: FSDP cannot shard 0-d parameters (checkpoint.load_model reads old 0-d ones).
+            self.wave_ratio = nn.Parameter(torch.zeros(1))  # sigmoid(0) = 0.5 wave share
         self.norm = nn.LayerNorm(config.d_model)
 
     def wave_share(self) -> float:
         return 1.0 if self.bootstrap is None else torch.sigmoid(self.wave_ratio).item()
 
     def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        T = idx.shape[1]
-        pos = torch.arange(start_pos, start_pos + T, device=idx.device, dtype=torch.float32)
         f = self.frequencies[idx].unsqueeze(-1)  # (B, T, W, 1)
         phi = self.phases[idx].unsqueeze(-1)
-        phase = 2 * math.pi * self.harmonic * f + phi + pos[:, None, None] * self.position_rate
+        phase = 2 * math.pi * self.harmonic * f + phi
+        if self.position_rate is not None:
+            T = idx.shape[1]
+            pos = torch.arange(start_pos, start_pos + T, device=idx.device, dtype=torch.float32)
+            phase = phase + pos[:, None, None] * self.position_rate
         amp = self.amplitudes[idx]  # (B, T, W, H)
         features = torch.cat([amp * torch.sin(phase), amp * torch.cos(phase)], dim=-1)
         x = self.proj(features.flatten(2))
@@ -79,15 +90,21 @@ class WavePacketEmbedding(nn.Module):
 
 
 class ClassicEmbedding(nn.Module):
-    """nanoGPT's token lookup plus learned absolute positions."""
+    """nanoGPT's token lookup plus learned absolute positions (no table when position is
+    "rotary" or "none": then attention handles position)."""
 
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
         self.token = nn.Embedding(config.vocab_size, config.d_model)
-        self.position = nn.Embedding(config.block_size, config.d_model)
         nn.init.normal_(self.token.weight, std=0.02)
-        nn.init.normal_(self.position.weight, std=0.02)
+        self.position = None
+        if config.position == "embedding":
+            self.position = nn.Embedding(config.block_size, config.d_model)
+            nn.init.normal_(self.position.weight, std=0.02)
 
     def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        x = self.token(idx)
+        if self.position is None:
+            return x
         pos = torch.arange(start_pos, start_pos + idx.shape[1], device=idx.device)
-        return self.token(idx) + self.position(pos)
+        return x + self.position(pos)

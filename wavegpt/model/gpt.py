@@ -13,6 +13,16 @@ from .attention import LayerCache, build_attention
 from .embedding import ClassicEmbedding, WavePacketEmbedding
 from .mlp import ResonanceMLP
 
+# The parameters that describe waves rather than mix features: the packet's frequencies,
+# phases and amplitudes, positional rates, the wave share, and interference attention's phase
+# offsets and temperatures (the optimizer can give them their own learning rate and decay).
+WAVE_PARAMETERS = ("frequencies", "phases", "amplitudes", "position_rate", "wave_ratio", "q_phase", "k_phase",
+                   "log_temperature")
+
+
+def is_wave_parameter(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in WAVE_PARAMETERS
+
 
 class Block(nn.Module):
     """Pre-norm residual block: x + mix(ln(x)), then x + mlp(ln(x))."""
@@ -64,6 +74,8 @@ class WaveGPT(nn.Module):
         self.apply(self._init_weights)
         if not wave:  # nanoGPT ties the output projection to the token embedding
             self.head.proj.weight = self.embedding.token.weight
+        elif config.tie_head:  # the collapse head reads out through the bootstrap table
+            self.head.proj.weight = self.embedding.bootstrap.weight
         # GPT-2's scaled init of the projections that write into the residual stream.
         for name, p in self.named_parameters():
             if name.endswith(("attn.out.weight", "mlp.fc2.weight")):
@@ -75,6 +87,12 @@ class WaveGPT(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    @property
+    def tied_weight_names(self) -> list[str]:
+        """State-dict keys that alias another tensor (saved once, under the other name)."""
+        tied = self.config.model_type == "classic" or self.config.tie_head
+        return ["head.proj.weight"] if tied else []
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied tensors are counted once
@@ -127,13 +145,26 @@ class WaveGPT(nn.Module):
                                                  use_cache=use_cache, generator=generator)]
         return torch.cat([idx, *(t[:, None] for t in new)], dim=1)
 
-    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> None:
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None, tokenizer=None,
+                        push_to_hub: bool | str = False, repo_id: str | None = None, token: str | None = None,
+                        private: bool | None = None, commit_message: str | None = None) -> str | None:
+        """Write the model folder (config.json, model.safetensors; with a WaveTokenizer also its
+        tokenizer.json, tokenizer_config.json and generation_config.json). With `push_to_hub`
+        (True, or the repo id itself) upload the folder to the Hub; returns the commit URL then."""
         from ..checkpoint import save_model
 
-        save_model(self, folder, dtype=dtype)
+        save_model(self, folder, dtype=dtype, tokenizer=tokenizer)
+        if not push_to_hub:
+            return None
+        from ..hub import push
+
+        repo = push_to_hub if isinstance(push_to_hub, str) else (repo_id or Path(folder).resolve().name)
+        return push(folder, repo, token=token, private=private, commit_message=commit_message)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> WaveGPT:
+        """A local model (or run) folder, or a Hub repo id such as "org/name" (downloaded once, then
+        read from the Hub cache; HF_HUB_OFFLINE=1 uses only the cache)."""
         from ..checkpoint import load_model
 
         return load_model(folder, map_location)
