@@ -19,7 +19,37 @@ from typing import Any
 
 import torch
 
-from .config import PRESETS, SIZES, ConfigError
+from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig
+
+# Named rows that are a preset plus config fields (a row may also be written out in full as
+# "preset+field=value+field=value").
+ALIASES: dict[str, str] = {
+    # the wave model as it was before position moved into the interference (0.1's full_physics)
+    "seed_faithful": "full_physics+position=embedding+temperature_init=sqrt_waves",
+}
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """"baseline+amplitude_init=small" -> ("baseline", {"amplitude_init": "small"}), checked against the config."""
+    preset, *pairs = ALIASES.get(spec, spec).split("+")
+    if preset not in PRESETS:
+        raise ConfigError(f"Unknown preset {preset!r} in {spec!r}; choose from {', '.join(PRESETS)} "
+                          f"(or {', '.join(ALIASES)}).")
+    fields: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"{spec!r}: each part after the preset must be FIELD=VALUE, not {pair!r}.")
+        try:
+            fields[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[name] = raw
+    WaveGPTConfig.from_preset("tiny", preset, **fields)  # names and values must make a model
+    return preset, fields
+
+
+def run_slug(spec: str) -> str:
+    return spec.replace("+", "__").replace("=", "-").replace("/", "_")
 
 
 @dataclass
@@ -39,12 +69,15 @@ class BenchArgs:
     eval_batches: int = 40
     evals: int = 8  # validation points per run, for the curves
     threads: int | None = None
+    jobs: int = 1  # runs trained at the same time (each with `threads` threads)
+    controls: bool = True  # always include classic and classic_rope
     cache_dir: str | None = None
 
     def validate(self) -> None:
-        unknown = [p for p in self.presets if p not in PRESETS]
-        if unknown:
-            raise ConfigError(f"Unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}.")
+        for spec in self.presets:
+            parse_spec(spec)
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, not {self.jobs}.")
         if self.model not in SIZES:
             raise ConfigError(f"Unknown model size {self.model!r}; choose one of {', '.join(SIZES)}.")
         if self.max_tokens < 1 or not self.seeds:
@@ -68,12 +101,57 @@ def block_size_of(args: BenchArgs) -> int:
     return args.block_size or SIZES[args.model]["block_size"]
 
 
-def run_one(args: BenchArgs, preset: str, seed: int) -> dict[str, Any]:
-    """One training run through the train command, in a fresh process."""
-    out = Path(args.out) / "runs" / f"{preset}-seed{seed}"
+RESULT_NAME = "bench_result.json"
+
+
+def run_one(args: BenchArgs, spec: str, seed: int) -> dict[str, Any]:
+    """One training run through the train command, in a fresh process.
+
+    A run that finished before (its bench_result.json is there, for the same budget) is not
+    trained again; a run that was killed continues from its last checkpoint with --resume.
+    So a killed benchmark, started again with the same arguments, continues where it stopped.
+    """
+    preset, fields = parse_spec(spec)
+    out = Path(args.out) / "runs" / f"{run_slug(spec)}-seed{seed}"
     steps = max(1, args.max_tokens // (args.batch_size * block_size_of(args)))
-    cmd = [sys.executable, "-m", "wavegpt.cli.train", "--preset", preset, "--model", args.model,
-           "--out", str(out), "--overwrite", "--no-progress", "--seed", str(seed),
+    budget = {"steps": steps, "batch_size": args.batch_size, "block_size": block_size_of(args),
+              "max_time": args.max_time, "fields": fields, "model": args.model}
+    done = out / RESULT_NAME
+    if done.is_file():
+        try:
+            previous = json.loads(done.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        if previous.get("budget") == budget:
+            return previous["result"]
+    resume = (out / "checkpoint").is_dir() and (out / "run.json").is_file()
+    cmd = [sys.executable, "-m", "wavegpt.cli.train", "--out", str(out), "--no-progress"]
+    if resume:
+        cmd += ["--resume"]
+        proc = _train(cmd, args)
+        if proc.returncode != 0:  # an unusable partial run: train it again from the start
+            resume = False
+    if not resume:
+        fresh = _fresh_flags(args, preset, fields, seed, steps) + (["--overwrite"] if out.exists() else [])
+        proc = _train(cmd + fresh, args)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"The {spec} run with seed {seed} failed: {tail}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = {"preset": spec, "seed": seed, "folder": str(out), **summary}
+    done.write_text(json.dumps({"budget": budget, "result": result}, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _train(cmd: list[str], args: BenchArgs) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+
+def _fresh_flags(args: BenchArgs, preset: str, fields: dict[str, Any], seed: int, steps: int) -> list[str]:
+    cmd = ["--preset", preset, "--model", args.model, "--seed", str(seed),
            "--max-steps", str(steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
            "--dropout", str(args.dropout), "--block-size", str(block_size_of(args)),
            "--eval-interval", str(max(1, steps // args.evals)), "--eval-batches", str(args.eval_batches),
@@ -84,15 +162,9 @@ def run_one(args: BenchArgs, preset: str, seed: int) -> dict[str, Any]:
         cmd += ["--cache-dir", args.cache_dir]
     if args.max_time:
         cmd += ["--max-time", str(args.max_time)]
-    env = dict(os.environ)
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"The {preset} run with seed {seed} failed: {tail}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"preset": preset, "seed": seed, "folder": str(out), **summary}
+    for name, value in fields.items():
+        cmd += ["--set", f"{name}={json.dumps(value)}"]
+    return cmd
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -184,20 +256,26 @@ def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
-    presets = ["classic", *[p for p in args.presets if p != "classic"]]
-    runs = []
-    for preset in presets:
-        for seed in args.seeds:
-            run = run_one(args, preset, seed)
-            runs.append(run)
-            log(f"{preset} seed {seed}: val {run['val_nats_per_char']:.4f} nats/char, "
-                f"{run['tokens_per_s']:,.0f} tokens/s, {run['wall_time_s']:.0f} s")
+    controls = ["classic", "classic_rope"] if args.controls else []
+    presets = list(dict.fromkeys([*controls, *args.presets]))
+    jobs = [(preset, seed) for preset in presets for seed in args.seeds]
+
+    def one(job: tuple[str, int]) -> dict[str, Any]:
+        run = run_one(args, *job)
+        log(f"{job[0]} seed {job[1]}: val {run['val_nats_per_char']:.4f} nats/char, "
+            f"{run['tokens_per_s']:,.0f} tokens/s, {run['wall_time_s']:.0f} s")
+        return run
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(one, jobs))
     rows = aggregate(runs)
     result = {"machine": machine, "args": args.__dict__, "summary": rows, "runs": runs}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(rows, args, machine))
     plots = plot_comparison(runs, rows, out)
-    best_wave = next((r for r in rows if r["preset"] != "classic"), None)
+    best_wave = next((r for r in rows if not r["preset"].startswith("classic")), None)
     if best_wave is not None:
         try:
             from .plots import plot_wave_model

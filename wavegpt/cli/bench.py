@@ -15,12 +15,15 @@ from ..data import DATASETS
 
 def main(argv: list[str] | None = None) -> None:
     from ..bench import BenchArgs, run_benchmark
+    from ..extras import MissingExtraError, require
 
     d = BenchArgs()
     p = argparse.ArgumentParser(prog="wavegpt-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=d.presets, metavar="PRESET",
-                   help=f"presets to compare with classic (default all: {', '.join(PRESETS)})")
+                   help=f"rows to compare (default all presets: {', '.join(PRESETS)}); a row may add config "
+                        "fields to a preset, e.g. baseline+amplitude_init=small, or be `seed_faithful` "
+                        "(full_physics with position in the packet, as in wavegpt 0.1)")
     p.add_argument("--model", choices=list(SIZES), default=d.model, help=f"model size (default {d.model})")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens,
                    help=f"training tokens per run, the same for every model (default {d.max_tokens:,})")
@@ -36,12 +39,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout (default {d.dropout})")
     p.add_argument("--eval-batches", type=int, default=d.eval_batches, help="validation batches per evaluation")
     p.add_argument("--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS)")
+    p.add_argument("--jobs", type=int, default=d.jobs, help="runs trained at the same time (default 1)")
+    p.add_argument("--no-controls", dest="controls", action="store_false",
+                   help="do not add the two controls (classic, classic_rope) to the rows")
     p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
     ns = p.parse_args(argv)
     args = BenchArgs(**{k: v for k, v in vars(ns).items() if v is not None})
     try:
+        require("viz", "wavegpt-bench", ("matplotlib",))  # for its comparison plot
         run_benchmark(args)
-    except (ConfigError, RuntimeError) as e:
+    except (ConfigError, RuntimeError, MissingExtraError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

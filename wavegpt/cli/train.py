@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..config import PRESETS, SIZES, ConfigError
 from ..data import DATASETS
+from ..scaling import TRACKERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="end the run after this much wall-clock time (equal-time comparisons)")
     p.add_argument("--batch-size", type=int, help=f"sequences per micro-batch per process (default {d.batch_size})")
-    p.add_argument("--grad-accum", type=int, help=f"micro-batches per optimizer step (default {d.grad_accum})")
+    p.add_argument("--grad-accum", type=int,
+                   help="micro-batches per optimizer step (default: accelerate launch's --gradient_accumulation_steps, "
+                        "else 1)")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--warmup-steps", type=int,
                    help=f"linear warmup steps before cosine decay (default {d.warmup_steps})")
@@ -48,21 +51,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, help=f"BPE vocabulary size (default {d.vocab_size})")
     p.add_argument("--block-size", type=int, help="context length (default: the size's)")
     p.add_argument("--dropout", type=float, help="dropout rate (default 0)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="config_set",
+                   help="set a model config field the preset fixes, e.g. --set position=embedding "
+                        "--set temperature_init=sqrt_waves (the seed-faithful wave model); repeatable; "
+                        "VALUE is read as JSON when it parses, else as a string")
     p.add_argument("--eval-interval", type=int, help=f"steps between validations (default {d.eval_interval})")
     p.add_argument("--eval-batches", type=int, help=f"validation batches (default {d.eval_batches})")
     p.add_argument("--save-interval", type=int, help=f"steps between checkpoints (default {d.save_interval})")
     p.add_argument("--log-interval", type=int, help=f"steps between metric lines (default {d.log_interval})")
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="Accelerate mixed precision (default no)")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                   help="autocast precision (default: accelerate config / launch's --mixed_precision, else no); "
+                        "bf16 runs on CPUs and GPUs, fp16 on GPUs (with a GradScaler)")
+    p.add_argument("--compile", action="store_true",
+                   help="train a torch.compile'd model (inductor); without it the launcher's --dynamo_backend "
+                        "applies; checkpoints hold plain weights either way")
     p.add_argument("--max-bad-steps", type=int,
                    help=f"stop after this many NaN/inf losses in a row (default {d.max_bad_steps})")
-    p.add_argument("--report-to", choices=["auto", "none", "tensorboard", "wandb", "all"],
-                   help=f"Accelerate tracker, used when installed (default {d.report_to})")
+    p.add_argument("--report-to", choices=["auto", "none", "all", *TRACKERS],
+                   help=f"Accelerate tracker (default {d.report_to}: TensorBoard when installed, the [tensorboard] "
+                        f"extra; logs in OUT/tensorboard); a --resume continues the same tracker run")
     p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def parse_config_set(items: list[str]) -> dict:
+    """`--set FIELD=VALUE` pairs as config overrides (the config itself validates names and values)."""
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set takes FIELD=VALUE, not {item!r}.")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw
+    return out
 
 
 def args_from_cli(argv: list[str] | None = None):
@@ -72,11 +99,17 @@ def args_from_cli(argv: list[str] | None = None):
     ns = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(ns).items() if v is not None and v is not False}
     overrides = {k: given.pop(k) for k in ("block_size", "dropout") if k in given}
+    overrides.update(parse_config_set(given.pop("config_set", [])))
     given["progress"] = not given.pop("no_progress", False)
     base: dict = {}
     run_json = Path(given.get("out", TrainArgs.out)) / "run.json"
     if given.get("resume") and run_json.is_file():
-        base = json.loads(run_json.read_text())
+        try:
+            base = json.loads(run_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{run_json} cannot be read ({type(e).__name__}); it holds the run's arguments.") from None
+        if not isinstance(base, dict) or not isinstance(base.get("overrides", {}), dict):
+            raise ValueError(f"{run_json} does not hold a run's arguments.")
         base = {k: v for k, v in base.items() if k not in ("resume", "overwrite", "stop_at")}
     if "data" in given:
         base.pop("dataset", None)
@@ -92,14 +125,19 @@ def main(argv: list[str] | None = None) -> None:
     from ..checkpoint import CheckpointError
     from ..data import DataError
     from ..trainer import TrainError, train
+    from ..validation import describe_os_error
 
     try:
         args = args_from_cli(argv)
-        if args.max_steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
+        if args.max_steps < 1 or args.batch_size < 1 or (args.grad_accum is not None and args.grad_accum < 1):
             raise TrainError("--max-steps, --batch-size and --grad-accum must be at least 1.")
         train(args)
     except (ConfigError, DataError, CheckpointError, TrainError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a full disk, a read-only folder: the checkpoints saved before are intact
+        print(f"error: the run stopped because writing failed ({describe_os_error(e)}); what was saved before "
+              f"is intact.", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted; the last saved checkpoint is intact (continue with --resume).", file=sys.stderr)
