@@ -30,8 +30,7 @@ def make_checkpoint(folder: Path, preset: str = "full_physics", seed: int = 0, *
     tokenizer = WaveTokenizer.train(texts, vocab_size=300)
     torch.manual_seed(seed)
     model = WaveGPT(tiny_config(preset, vocab_size=tokenizer.vocab_size, **overrides))
-    model.save_pretrained(folder)
-    tokenizer.save(Path(folder) / "tokenizer.json")
+    model.save_pretrained(folder, tokenizer=tokenizer)
     return Path(folder)
 
 

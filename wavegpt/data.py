@@ -170,6 +170,12 @@ def read_text_source(path: str | Path) -> str:
 
 def _documents(source: str | Path | None) -> Iterator[str]:
     """FineWeb-Edu's `text` column streamed from the Hub, or from a local parquet file with that column."""
+    from .extras import MissingExtraError, require
+
+    try:
+        require("fineweb", "FineWeb-Edu data")
+    except MissingExtraError as e:
+        raise DataError(str(e)) from None
     import datasets  # slow to import, and only FineWeb needs it
 
     where = f"{FINEWEB_REPO} ({FINEWEB_CONFIG})" if source is None else str(source)

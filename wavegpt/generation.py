@@ -39,11 +39,18 @@ NO_SHIPPED_CHECKPOINT = (
 )
 
 
+def shipped_folder() -> Path:
+    """Where the shipped model lives: inside the installed package (a wheel carries `checkpoints/`
+    as package data) or, in a checkout or editable install, `checkpoints/` at the repo root."""
+    packaged = Path(__file__).resolve().parent / "checkpoints"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
 def default_checkpoint() -> Path | None:
-    """The shipped model: $WAVEGPT_CHECKPOINT if set, else `checkpoints/` at the repo root;
+    """The shipped model: $WAVEGPT_CHECKPOINT if set, else the shipped folder (see shipped_folder);
     None while no model.safetensors is there."""
     candidates = [Path(os.environ[CHECKPOINT_ENV])] if os.environ.get(CHECKPOINT_ENV) else []
-    candidates.append(Path(__file__).resolve().parent.parent / "checkpoints")
+    candidates.append(shipped_folder())
     for folder in candidates:
         try:
             resolved = resolve_checkpoint(folder)

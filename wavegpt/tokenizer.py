@@ -6,15 +6,22 @@ Saved as a Hugging Face `tokenizer.json`, so any `tokenizers` user can open a wa
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 EOT = "<|endoftext|>"
 TOKENIZER_NAME = "tokenizer.json"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+GENERATION_CONFIG_NAME = "generation_config.json"
+# The sampling defaults of wavegpt-generate, also written to generation_config.json for other tools.
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 50  # cuts the long tail of rare tokens that makes small models ramble
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
@@ -54,6 +61,13 @@ class WaveTokenizer:
         """Content hash: token caches are keyed by it, so a different tokenizer never reuses stale tokens."""
         return hashlib.sha256(self._tok.to_str().encode()).hexdigest()
 
+    @property
+    def vocab_sha256(self) -> str:
+        """Hash of the token -> id table alone: recorded in a model's config (extra.tokenizer_vocab_sha256)
+        so a tokenizer from another vocabulary is refused even when its size matches."""
+        table = sorted(self._tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+        return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
+
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
@@ -70,16 +84,35 @@ class WaveTokenizer:
         path = Path(path)
         if path.suffix != ".json":
             path = path / TOKENIZER_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokenizer.", suffix=".tmp")
-        os.close(fd)
-        try:
-            self._tok.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        _write_atomic(path, self._tok.save)
         return path
+
+    def save_pretrained(self, folder: str | Path, model_max_length: int | None = None) -> None:
+        """tokenizer.json plus the two files transformers reads beside it: tokenizer_config.json (so
+        `AutoTokenizer.from_pretrained(folder)` knows the end-of-text token) and generation_config.json
+        (end-of-text as eos/pad, and wavegpt-generate's sampling defaults)."""
+        folder = Path(folder)
+        self.save(folder / TOKENIZER_NAME)
+        for name, data in ((TOKENIZER_CONFIG_NAME, self.tokenizer_config(model_max_length)),
+                           (GENERATION_CONFIG_NAME, self.generation_config())):
+            _write_atomic(folder / name, lambda tmp, data=data: Path(tmp).write_text(
+                json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
+
+    def tokenizer_config(self, model_max_length: int | None = None) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": EOT, "eos_token": EOT, "pad_token": EOT,
+            "unk_token": None, "add_prefix_space": False, "clean_up_tokenization_spaces": False,
+            "split_special_tokens": True,  # typed "<|endoftext|>" stays text, as WaveTokenizer.encode does
+            "added_tokens_decoder": {str(self.eot_id): {"content": EOT, "lstrip": False, "normalized": False,
+                                                        "rstrip": False, "single_word": False, "special": True}},
+        }
+        if model_max_length is not None:
+            config["model_max_length"] = model_max_length
+        return config
+
+    def generation_config(self) -> dict[str, Any]:
+        return {"bos_token_id": self.eot_id, "eos_token_id": self.eot_id, "pad_token_id": self.eot_id,
+                "do_sample": True, "temperature": DEFAULT_TEMPERATURE, "top_k": DEFAULT_TOP_K}
 
     @classmethod
     def load(cls, path: str | Path) -> WaveTokenizer:
@@ -94,3 +127,16 @@ class WaveTokenizer:
             reason = " ".join(str(e).split())[:200]
             raise ValueError(f"{file} is not a readable tokenizer file ({reason}).") from None
         return cls(tok)
+
+
+def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
+    """`write(tmp)` fills a temporary sibling, renamed over `path` only once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

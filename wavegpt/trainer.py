@@ -390,9 +390,14 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
                "parameters": raw.num_parameters(), "peak_memory_mb": _peak_memory_mb(accelerator),
                **{k: metrics[k] for k in metrics if k.startswith("val_")}}
     if accelerator.is_main_process:
-        from .plots import plot_learning_curve
+        from .extras import missing_modules
 
-        plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png")
+        if missing_modules("viz", ("matplotlib",)):
+            accelerator.print("learning_curve.png not drawn: it needs the [viz] extra (pip install 'wavegpt[viz]')")
+        else:
+            from .plots import plot_learning_curve
+
+            plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png")
         accelerator.print(json.dumps(summary))
     accelerator.end_training()
     return summary

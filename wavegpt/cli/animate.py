@@ -58,10 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
+    from ..extras import require
+    args = build_parser().parse_args(argv)
+    require("viz", "wavegpt-animate")
+
     from ..animation import check_layer_head, check_output, check_render_args, parse_size, render_animation
     from ..generation import check_sampling_args, load_for_generation
 
-    args = build_parser().parse_args(argv)
     top_k = None if args.top_k == 0 else args.top_k
     # Everything that needs no model is checked before the (slow) checkpoint load.
     size = parse_size(args.size)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 
 def default_checkpoint_dir() -> Path:
-    """$WAVEGPT_CHECKPOINT if set, else the repo's checkpoints/ (where the shipped model lives)."""
-    from ..generation import CHECKPOINT_ENV
+    """$WAVEGPT_CHECKPOINT if set, else the folder the shipped model lives in."""
+    from ..generation import CHECKPOINT_ENV, shipped_folder
 
     if os.environ.get(CHECKPOINT_ENV):
         return Path(os.environ[CHECKPOINT_ENV])
-    return Path(__file__).resolve().parent.parent.parent / "checkpoints"
+    return shipped_folder()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,19 +30,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", metavar="FOLDER",
                    help="folder whose model folders the app offers (default: checkpoints/ at the repo root, "
                         "or $WAVEGPT_CHECKPOINT)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for everyone)")
-    p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    p.add_argument("--host", default=None,
+                   help="address to listen on (default $GRADIO_SERVER_NAME, else 127.0.0.1: this machine only; "
+                        "0.0.0.0 for everyone)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port to listen on (default $GRADIO_SERVER_PORT, else 7860)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     return p
 
 
+def server_address(host: str | None, port: int | None) -> tuple[str, int]:
+    """Flags first, then Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (containers, Spaces),
+    then loopback:7860; a port that is not a number is a ValueError naming the variable."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    if port is None:
+        raw = os.environ.get("GRADIO_SERVER_PORT") or "7860"
+        try:
+            port = int(raw)
+        except ValueError:
+            raise ValueError(f"GRADIO_SERVER_PORT must be a port number, not {raw!r}.") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"The port must be between 0 and 65535, not {port}.")
+    return host, port
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home, before gradio is imported
     args = build_parser().parse_args(argv)
+    try:
+        host, port = server_address(args.host, args.port)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir()
 
+    from ..extras import MissingExtraError, require
+
+    try:
+        require("app", "wavegpt-app")
+    except MissingExtraError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     from ..app import build_app
     from ..checkpoint import CheckpointError
 
@@ -52,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+        demo.launch(server_name=host, server_port=port, share=args.share, show_error=True)
     except OSError as e:  # the port is taken, or the address is not this machine's
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

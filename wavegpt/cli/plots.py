@@ -33,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
+    from ..extras import require
 
     args = build_parser().parse_args(argv)
+    require("viz", "wavegpt-plots", ("matplotlib",))
+    from ..plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
+
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     text = DEFAULT_SAMPLE_TEXT if args.text is None else args.text
     written = plot_wave_model(checkpoint, args.out, metrics_path=args.metrics, sample_text=text)
