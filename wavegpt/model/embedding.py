@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import WaveGPTConfig
 
@@ -23,6 +24,8 @@ class WavePacketEmbedding(nn.Module):
     of freshly initialised frequencies give weak, tangled gradients early in training; the
     trainer's schedule then pushes the wave share towards 0.9.
     """
+
+    impl = "fast"  # "reference": always one packet per position (the fast path is tested against it)
 
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
@@ -51,21 +54,31 @@ class WavePacketEmbedding(nn.Module):
     def wave_share(self) -> float:
         return 1.0 if self.bootstrap is None else torch.sigmoid(self.wave_ratio).item()
 
-    def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        f = self.frequencies[idx].unsqueeze(-1)  # (B, T, W, 1)
+    def _packets(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        """The packets of the tokens idx (..., T) projected to d_model, before the norm."""
+        f = self.frequencies[idx].unsqueeze(-1)  # (..., T, W, 1)
         phi = self.phases[idx].unsqueeze(-1)
         phase = 2 * math.pi * self.harmonic * f + phi
         if self.position_rate is not None:
-            T = idx.shape[1]
+            T = idx.shape[-1]
             pos = torch.arange(start_pos, start_pos + T, device=idx.device, dtype=torch.float32)
             phase = phase + pos[:, None, None] * self.position_rate
-        amp = self.amplitudes[idx]  # (B, T, W, H)
+        amp = self.amplitudes[idx]  # (..., T, W, H)
         features = torch.cat([amp * torch.sin(phase), amp * torch.cos(phase)], dim=-1)
-        x = self.proj(features.flatten(2))
+        x = self.proj(features.flatten(-2))
         if self.bootstrap is not None:
             share = torch.sigmoid(self.wave_ratio)
             x = share * x + (1 - share) * self.bootstrap(idx)
-        return self.norm(x)
+        return x
+
+    def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        V = self.frequencies.shape[0]
+        if self.impl == "fast" and self.position_rate is None and idx.numel() > V:
+            # Without position in it, a packet depends on its token only: build every token's
+            # embedding once (V rows) and look the batch up, instead of B*T packets.
+            table = self.norm(self._packets(torch.arange(V, device=idx.device)))
+            return F.embedding(idx, table)
+        return self.norm(self._packets(idx, start_pos))
 
     @torch.no_grad()
     def signal(self, token_ids: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,8 @@ class WaveGPT(nn.Module):
         return sum(p.numel() for p in self.parameters())  # tied tensors are counted once
 
     def set_attention_impl(self, impl: str) -> None:
-        """"fast" (fused / chunked) or "reference" (the naive operators)."""
+        """"fast" (fused / chunked, the vocabulary-table embedding) or "reference" (the naive forms)."""
+        self.embedding.impl = impl
         for block in self.blocks:
             block.attn.impl = impl
 
