@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -125,6 +126,7 @@ def check_sampling_args(
 def sampling_inputs(model: WaveGPT, tokenizer: WaveTokenizer, prompt: str, top_k: int | None,
                     seed: int) -> tuple[torch.Tensor, int | None, torch.Generator]:
     """The prompt ids, the clipped top-k and the seeded generator: everything that samples
+    repetition_penalty: float = 1.0,
     (generate.py, the app, the animation) starts here, so one seed gives one text."""
     device = next(model.parameters()).device
     idx = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long, device=device)
@@ -137,6 +139,8 @@ def encode_prompt(tokenizer: WaveTokenizer, prompt: str) -> list[int]:
     if not isinstance(prompt, str):
         raise TypeError(f"The prompt must be text, not {type(prompt).__name__}.")
     ids = tokenizer.encode(prompt) if prompt else []
+    if not isinstance(repetition_penalty, (int, float)) or not 0 < repetition_penalty < math.inf:
+        raise ValueError(f"repetition_penalty must be a number above 0 (1 = off), not {repetition_penalty}.")
     return ids or tokenizer.encode("\n")
 
 
@@ -188,22 +192,94 @@ def stream_samples(
     use_cache: bool = True,
     num_samples: int = 1,
 ) -> Iterator[tuple[int, str]]:
-    """Yield (sample index, text piece) as tokens are produced, samples one after another.
+    """Yield (sample index, text piece) as tokens are produced, sample 0's text first, then 1's, ...
 
-    One generator seeded once drives all samples, so a seed reproduces the whole run.
+    The samples are drawn together as one batch; sample i has its own generator seeded with
+    seed + i, so it is the text a single sample with that seed gives. A sample ends at
+    max_new_tokens, at the end-of-text token (unless stop_at_eot is False; the token itself is
+    not emitted) or before the first of the `stop` strings; `stats`, if given, receives the
+    number of tokens generated ("tokens") and why each sample ended ("ended").
     """
-    check_sampling_args(max_new_tokens, temperature, top_k, top_p, num_samples)
-    idx, top_k, generator = sampling_inputs(model, tokenizer, prompt, top_k, random_seed() if seed is None else seed)
-    for sample in range(num_samples):
-        decoder = IncrementalDecoder(tokenizer)
-        for token, _ in sample_tokens(model, idx, max_new_tokens, temperature, top_k, top_p,
-                                      use_cache=use_cache, generator=generator):
-            piece = decoder.push(int(token[0]))
-            if piece:
-                yield sample, piece
-        piece = decoder.flush()
-        if piece:
-            yield sample, piece
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p, num_samples, repetition_penalty)
+    if isinstance(stop, str) or not all(isinstance(s, str) for s in stop):
+        raise ValueError("stop must be a list of strings.")
+    seed = random_seed() if seed is None else seed
+    idx, top_k, generator = sampling_inputs(model, tokenizer, prompt, top_k, seed)
+    generators = [generator] + [torch.Generator(device=idx.device).manual_seed(seed + i)
+                                for i in range(1, num_samples)]
+    decoders = [IncrementalDecoder(tokenizer) for _ in range(num_samples)]
+    stops = [StopStrings(stop) for _ in range(num_samples)]
+    ended: list[str | None] = [None] * num_samples
+    buffers = [""] * num_samples  # text of samples not yet being streamed
+    current, generated = 0, 0
+
+    def emit(sample: int, text: str) -> Iterator[tuple[int, str]]:
+        if not text:
+            return
+        if sample == current:
+            yield sample, text
+        else:
+            buffers[sample] += text
+
+    def advance() -> Iterator[tuple[int, str]]:  # the streamed sample ended: the next one's buffer follows
+        nonlocal current
+        while current < num_samples and ended[current] is not None:
+            current += 1
+            if current < num_samples and buffers[current]:
+                yield current, buffers[current]
+                buffers[current] = ""
+
+    steps = sample_tokens(model, idx.expand(num_samples, -1), max_new_tokens, temperature, top_k, top_p,
+                          use_cache=use_cache, generator=generators if num_samples > 1 else generator,
+                          repetition_penalty=repetition_penalty)
+    try:
+        for step, (tokens, _) in enumerate(steps):
+            for i, token in enumerate(tokens.tolist()):
+                if ended[i] is not None:
+                    continue
+                generated += 1
+                if stop_at_eot and token == tokenizer.eot_id:
+                    ended[i] = "eot"
+                    yield from emit(i, stops[i].push(decoders[i].flush()) + stops[i].flush())
+                else:
+                    yield from emit(i, stops[i].push(decoders[i].push(token)))
+                    if stops[i].stopped:
+                        ended[i] = "stop"
+                    elif step + 1 == max_new_tokens:
+                        ended[i] = "length"
+                        yield from emit(i, stops[i].push(decoders[i].flush()) + stops[i].flush())
+            yield from advance()
+            if all(e is not None for e in ended):
+                break
+    finally:
+        steps.close()
+        if stats is not None:
+            stats.update(tokens=generated, ended=ended)
+
+class StopStrings:
+    """Cuts one sample's text before the first stop string, holding back any tail that could still
+    become one (so nothing after a stop string is ever emitted)."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        text = self.held + piece
+        hits = [text.find(s) for s in self.stops if s in text]
+        if hits:
+            self.stopped, self.held = True, ""
+            return text[: min(hits)]
+        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1)
+                    if text.endswith(s[:k])), default=0)
+        self.held = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        text, self.held = self.held, ""
+        return text
+
 
 
 def stream_text(
@@ -216,18 +292,22 @@ def stream_text(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    stop_at_eot: bool = True,
+    stop: Sequence[str] = (),
+    repetition_penalty: float = 1.0,
+    stats: dict | None = None,
     num_samples: int = 1,
 ) -> Iterator[str]:
     """Yield the generated text (without the prompt) piece by piece as it is sampled.
 
-    With several samples, they follow each other separated by SAMPLE_SEPARATOR.
+    With several samples, they follow each other separated by SAMPLE_SEPARATOR. `stops`:
+    stream_samples' stop_at_eot, stop and repetition_penalty.
     """
     current = 0
     for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                        seed, use_cache, num_samples):
+                                        seed, use_cache, num_samples, **stops):
         if sample != current:
             current = sample
-            yield SAMPLE_SEPARATOR
         yield piece
 
 
@@ -243,9 +323,12 @@ def generate_texts(
     use_cache: bool = True,
     num_samples: int = 1,
 ) -> list[str]:
-    """The generated continuations (without the prompt), one string per sample."""
+    """The generated continuations (without the prompt), one string per sample (`stops` as in stream_text)."""
     texts = [""] * num_samples if isinstance(num_samples, int) and num_samples > 0 else []
     for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                        seed, use_cache, num_samples):
+    **stops: Any,
+                                        seed, use_cache, num_samples, **stops):
         texts[sample] += piece
     return texts
+            yield SAMPLE_SEPARATOR * (sample - current)  # a sample that produced no text still gets its line
+    **stops: Any,

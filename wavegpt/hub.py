@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 # What a model folder holds; nothing else is downloaded (no stray files from a repo).
-MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+MODEL_FILES = ["config.json", "model.safetensors", "model.onnx", "tokenizer.json", "tokenizer_config.json",
                "generation_config.json", "README.md"]
 CARD_NAME = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -61,8 +61,8 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
-    if not (folder / "model.safetensors").is_file():
-        raise HubError(f"{folder} holds no model.safetensors to push.")
+    if not any((folder / name).is_file() for name in ("model.safetensors", "model.onnx")):
+        raise HubError(f"{folder} holds no model (model.safetensors or model.onnx) to push.")
     if not (folder / CARD_NAME).exists():
         build_model_card(folder).save(folder / CARD_NAME)
     api = api if api is not None else HfApi(token=token)

@@ -39,21 +39,34 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, t
     return logits
 
 
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: the logit of every token already in a row's text (seen, a (B, V)
+    mask) is divided by `penalty` when positive and multiplied by it when negative, so a penalty
+    above 1 always makes a repeat less likely."""
+    logits = logits.float()
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
 def next_token(
     logits: torch.Tensor,
     temperature: float,
     top_k: int | None,
     top_p: float | None,
-    generator: torch.Generator | None,
+    generator: torch.Generator | list[torch.Generator] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row from last-position logits (B, V); temperature 0 is greedy.
 
+    `generator` may be one per row: row i then draws exactly what it would draw alone with its
+    generator, so a batch of samples reproduces the same samples drawn one at a time.
     Returns the tokens (B,) and the probabilities they were drawn from (B, V).
     """
     if temperature == 0:
         probs = torch.softmax(logits.float(), dim=-1)
         return probs.argmax(dim=-1), probs
     probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
+    if isinstance(generator, list):
+        return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0]
+                          for i, g in enumerate(generator)]), probs
     return torch.multinomial(probs, 1, generator=generator)[:, 0], probs
 
 
@@ -66,11 +79,17 @@ def sample_tokens(
     top_k: int | None = None,
     top_p: float | None = None,
     use_cache: bool = True,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    repetition_penalty: float = 1.0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (token (B,), probabilities (B, V)) for each new token of the prompt idx (B, T)."""
+    """Yield (token (B,), probabilities (B, V)) for each new token of the prompt idx (B, T).
+
+    repetition_penalty > 1 makes every token already in a row (prompt or generated, the whole
+    text, not only the window) less likely; 1 turns it off."""
     if temperature < 0:
         raise ValueError(f"temperature must be 0 or more, not {temperature}.")
+    if not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be more than 0, not {repetition_penalty}.")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], not {top_p}.")
     if idx.shape[1] == 0:
@@ -80,6 +99,10 @@ def sample_tokens(
     block = model.config.block_size
     window = idx[:, -block:]
     cache = None
+    seen = None
+    if repetition_penalty != 1.0:
+        seen = torch.zeros(idx.shape[0], model.config.vocab_size, dtype=torch.bool, device=idx.device)
+        seen.scatter_(1, idx, True)
     try:
         for step in range(max_new_tokens):
             if use_cache:
@@ -90,7 +113,12 @@ def sample_tokens(
                     logits, _ = model(window[:, -1:], cache=cache, last_only=True)
             else:
                 logits, _ = model(window, last_only=True)
-            token, probs = next_token(logits[:, -1], temperature, top_k, top_p, generator)
+            logits = logits[:, -1]
+            if seen is not None:
+                logits = penalize_repeats(logits, seen, repetition_penalty)
+            token, probs = next_token(logits, temperature, top_k, top_p, generator)
+            if seen is not None:
+                seen.scatter_(1, token[:, None], True)
             yield token, probs
             if step + 1 == max_new_tokens:
                 break

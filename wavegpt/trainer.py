@@ -31,6 +31,7 @@ from .data import Corpus, check_corpus_fits, default_cache_dir, get_batch, iter_
 from .model import WaveGPT, is_wave_parameter
 from .ownership import RUN_LOCK, RUN_MARKER, RunLock, RunLockedError, holds_run, is_run_folder, run_owned
 from .physics import RGD, QFELoss
+from .hub import machine_description
 from .tokenizer import WaveTokenizer
 from .validation import check_train_args
 
@@ -287,6 +288,7 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
         torch.set_rng_state(state["torch_rng"][accelerator.process_index].clone())
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+                    "machine": machine_description(),
     inner_optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps it
 
     if accelerator.is_main_process:

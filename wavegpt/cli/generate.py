@@ -15,9 +15,8 @@ import sys
 import time
 
 from ..config import ConfigError
+from ..tokenizer import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 from . import add_checkpoint_argument, checkpoint_or_shipped
-
-DEFAULT_TOP_K = 50  # cuts the long tail of rare tokens that makes small models ramble
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
     p.add_argument("--max-new-tokens", type=int, default=200,
                    help=f"tokens to generate per sample, 1 to {MAX_NEW_TOKENS} (default 200)")
-    p.add_argument("--temperature", type=float, default=0.8,
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                    help="softmax temperature; 0 is greedy, higher is more random (default 0.8)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                    help=f"sample only among the k likeliest tokens; 0 turns it off (default {DEFAULT_TOP_K})")
@@ -39,7 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="random seed; the same seed gives the same text (default: a fresh one, printed on stderr)")
     p.add_argument("--num-samples", type=int, default=1,
-                   help=f"independent samples, 1 to {MAX_SAMPLES}, separated by a line of dashes (default 1)")
+                   help=f"independent samples, 1 to {MAX_SAMPLES}, drawn together as one batch and printed one after "
+                        "another, separated by a line of dashes; sample i is the text --seed SEED+i gives alone "
+                        "(default 1)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end a sample before this text (repeatable; the stop text itself is not printed)")
+    p.add_argument("--ignore-eot", action="store_true",
+                   help="keep generating past the end-of-text token (default: a sample ends there)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="above 1 makes tokens already in the text less likely (CTRL's penalty; 1.2 is a common "
+                        "choice); 1 is off (default)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompute the whole context for every token instead of decoding incrementally "
                         "(same tokens, much slower; for checking)")
@@ -64,12 +72,16 @@ def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     top_k = None if args.top_k == 0 else args.top_k
     checkpoint = checkpoint_or_shipped(args.checkpoint)
-    check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples)
+    check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples,
+                        args.repetition_penalty)
     model, tokenizer = load_for_generation(checkpoint, args.device)
     seed = random_seed() if args.seed is None else args.seed
     print(f"seed {seed} (rerun with --seed {seed} to get the same text)", file=sys.stderr)
     pieces = stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, top_k,
-                            args.top_p, seed=seed, use_cache=not args.no_cache, num_samples=args.num_samples)
+                            args.top_p, seed=seed, use_cache=not args.no_cache, num_samples=args.num_samples,
+                            stop_at_eot=not args.ignore_eot, stop=args.stop,
+                            repetition_penalty=args.repetition_penalty, stats=stats)
+    stats: dict = {}
     start = time.perf_counter()
     _write(args.prompt)
     current = 0
@@ -83,9 +95,12 @@ def run(argv: list[str] | None = None) -> None:
         current += 1
     _write("\n")
     elapsed = time.perf_counter() - start
-    n = args.max_new_tokens * args.num_samples
+    n = stats.get("tokens", 0)
     cache = "off" if args.no_cache else "on"
-    print(f"{n} tokens in {elapsed:.2f} s ({n / max(elapsed, 1e-9):.1f} tokens/s, cache {cache})", file=sys.stderr)
+    ended = [e for e in stats.get("ended", []) if e in ("eot", "stop")]
+    why = f"; {len(ended)} of {args.num_samples} sample(s) ended at end-of-text or a stop string" if ended else ""
+    print(f"{n} tokens in {elapsed:.2f} s ({n / max(elapsed, 1e-9):.1f} tokens/s, cache {cache}{why})",
+          file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

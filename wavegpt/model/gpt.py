@@ -138,12 +138,14 @@ class WaveGPT(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        repetition_penalty: float = 1.0,
     ) -> torch.Tensor:
         """Append `max_new_tokens` sampled tokens to idx (B, T) and return the whole sequence."""
         from ..sampling import sample_tokens
 
         new = [tok for tok, _ in sample_tokens(self, idx, max_new_tokens, temperature, top_k, top_p,
-                                                 use_cache=use_cache, generator=generator)]
+                                                 use_cache=use_cache, generator=generator,
+                                                 repetition_penalty=repetition_penalty)]
         return torch.cat([idx, *(t[:, None] for t in new)], dim=1)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None, tokenizer=None,
