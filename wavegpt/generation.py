@@ -109,6 +109,7 @@ def check_sampling_args(
     top_k: int | None,
     top_p: float | None,
     num_samples: int,
+    repetition_penalty: float = 1.0,
 ) -> None:
     """One-sentence ValueErrors for requests the sampler cannot or should not serve."""
     if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -121,12 +122,13 @@ def check_sampling_args(
         raise ValueError(f"top_p must be in (0, 1], not {top_p}.")
     if not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
         raise ValueError(f"num_samples must be between 1 and {MAX_SAMPLES}, not {num_samples}.")
+    if not isinstance(repetition_penalty, (int, float)) or not 0 < repetition_penalty < math.inf:
+        raise ValueError(f"repetition_penalty must be a number above 0 (1 = off), not {repetition_penalty}.")
 
 
 def sampling_inputs(model: WaveGPT, tokenizer: WaveTokenizer, prompt: str, top_k: int | None,
                     seed: int) -> tuple[torch.Tensor, int | None, torch.Generator]:
     """The prompt ids, the clipped top-k and the seeded generator: everything that samples
-    repetition_penalty: float = 1.0,
     (generate.py, the app, the animation) starts here, so one seed gives one text."""
     device = next(model.parameters()).device
     idx = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long, device=device)
@@ -139,8 +141,6 @@ def encode_prompt(tokenizer: WaveTokenizer, prompt: str) -> list[int]:
     if not isinstance(prompt, str):
         raise TypeError(f"The prompt must be text, not {type(prompt).__name__}.")
     ids = tokenizer.encode(prompt) if prompt else []
-    if not isinstance(repetition_penalty, (int, float)) or not 0 < repetition_penalty < math.inf:
-        raise ValueError(f"repetition_penalty must be a number above 0 (1 = off), not {repetition_penalty}.")
     return ids or tokenizer.encode("\n")
 
 
@@ -180,6 +180,31 @@ class IncrementalDecoder:
         return text
 
 
+class StopStrings:
+    """Cuts one sample's text before the first stop string, holding back any tail that could still
+    become one (so nothing after a stop string is ever emitted)."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        text = self.held + piece
+        hits = [text.find(s) for s in self.stops if s in text]
+        if hits:
+            self.stopped, self.held = True, ""
+            return text[: min(hits)]
+        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1)
+                    if text.endswith(s[:k])), default=0)
+        self.held = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        text, self.held = self.held, ""
+        return text
+
+
 def stream_samples(
     model: WaveGPT,
     tokenizer: WaveTokenizer,
@@ -191,6 +216,10 @@ def stream_samples(
     seed: int | None = None,
     use_cache: bool = True,
     num_samples: int = 1,
+    stop_at_eot: bool = True,
+    stop: Sequence[str] = (),
+    repetition_penalty: float = 1.0,
+    stats: dict | None = None,
 ) -> Iterator[tuple[int, str]]:
     """Yield (sample index, text piece) as tokens are produced, sample 0's text first, then 1's, ...
 
@@ -256,31 +285,6 @@ def stream_samples(
         if stats is not None:
             stats.update(tokens=generated, ended=ended)
 
-class StopStrings:
-    """Cuts one sample's text before the first stop string, holding back any tail that could still
-    become one (so nothing after a stop string is ever emitted)."""
-
-    def __init__(self, stops: Sequence[str]):
-        self.stops = [s for s in stops if s]
-        self.held = ""
-        self.stopped = False
-
-    def push(self, piece: str) -> str:
-        text = self.held + piece
-        hits = [text.find(s) for s in self.stops if s in text]
-        if hits:
-            self.stopped, self.held = True, ""
-            return text[: min(hits)]
-        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1)
-                    if text.endswith(s[:k])), default=0)
-        self.held = text[len(text) - keep :]
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        text, self.held = self.held, ""
-        return text
-
-
 
 def stream_text(
     model: WaveGPT,
@@ -292,11 +296,8 @@ def stream_text(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
-    stop_at_eot: bool = True,
-    stop: Sequence[str] = (),
-    repetition_penalty: float = 1.0,
-    stats: dict | None = None,
     num_samples: int = 1,
+    **stops: Any,
 ) -> Iterator[str]:
     """Yield the generated text (without the prompt) piece by piece as it is sampled.
 
@@ -307,6 +308,7 @@ def stream_text(
     for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
                                         seed, use_cache, num_samples, **stops):
         if sample != current:
+            yield SAMPLE_SEPARATOR * (sample - current)  # a sample that produced no text still gets its line
             current = sample
         yield piece
 
@@ -322,13 +324,11 @@ def generate_texts(
     seed: int | None = None,
     use_cache: bool = True,
     num_samples: int = 1,
+    **stops: Any,
 ) -> list[str]:
     """The generated continuations (without the prompt), one string per sample (`stops` as in stream_text)."""
     texts = [""] * num_samples if isinstance(num_samples, int) and num_samples > 0 else []
     for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-    **stops: Any,
                                         seed, use_cache, num_samples, **stops):
         texts[sample] += piece
     return texts
-            yield SAMPLE_SEPARATOR * (sample - current)  # a sample that produced no text still gets its line
-    **stops: Any,

@@ -28,10 +28,10 @@ from accelerate.utils import set_seed
 from .checkpoint import CheckpointError, atomic_folder, load_config, write_model_files
 from .config import WaveGPTConfig
 from .data import Corpus, check_corpus_fits, default_cache_dir, get_batch, iter_eval_batches, prepare_corpus
+from .hub import machine_description
 from .model import WaveGPT, is_wave_parameter
 from .ownership import RUN_LOCK, RUN_MARKER, RunLock, RunLockedError, holds_run, is_run_folder, run_owned
 from .physics import RGD, QFELoss
-from .hub import machine_description
 from .tokenizer import WaveTokenizer
 from .validation import check_train_args
 
@@ -272,6 +272,7 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
     check_corpus_fits(corpus, config.block_size)
     config.vocab_size = corpus.tokenizer.vocab_size
     config.extra = {"data": corpus.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val),
+                    "machine": machine_description(),
                     "tokenizer_vocab_sha256": corpus.tokenizer.vocab_sha256}
 
     set_seed(args.seed + accelerator.process_index)
@@ -288,7 +289,6 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
         torch.set_rng_state(state["torch_rng"][accelerator.process_index].clone())
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
-                    "machine": machine_description(),
     inner_optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps it
 
     if accelerator.is_main_process:
