@@ -77,11 +77,11 @@ def run(argv: list[str] | None = None) -> None:
     model, tokenizer = load_for_generation(checkpoint, args.device)
     seed = random_seed() if args.seed is None else args.seed
     print(f"seed {seed} (rerun with --seed {seed} to get the same text)", file=sys.stderr)
+    stats: dict = {}
     pieces = stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, top_k,
                             args.top_p, seed=seed, use_cache=not args.no_cache, num_samples=args.num_samples,
                             stop_at_eot=not args.ignore_eot, stop=args.stop,
                             repetition_penalty=args.repetition_penalty, stats=stats)
-    stats: dict = {}
     start = time.perf_counter()
     _write(args.prompt)
     current = 0
