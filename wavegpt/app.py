@@ -76,6 +76,8 @@ def list_checkpoints(checkpoint_dir: str | Path) -> dict[str, Path]:
     "." first, then subfolders alphabetically; a folder counts when a model.safetensors
     resolves from it (itself, or a training run's best/ or checkpoint/)."""
     root = Path(checkpoint_dir)
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"Checkpoint folder {root} is a file, not a folder.")
     if not root.is_dir():
         raise CheckpointError(f"Checkpoint folder {root} does not exist.")
     subfolders = sorted(p for p in root.iterdir()
@@ -83,12 +85,22 @@ def list_checkpoints(checkpoint_dir: str | Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for name, folder in [(".", root)] + [(p.name, p) for p in subfolders]:
         try:
-            holds_model = (resolve_checkpoint(folder) / WEIGHTS_NAME).is_file()
+            model = resolve_checkpoint(folder)
+            holds_model = (model / WEIGHTS_NAME).is_file() and _stays_inside(root, folder, model)
         except (CheckpointError, OSError):
             holds_model = False
         if holds_model:
             found[name] = folder
     return found
+
+
+def _stays_inside(root: Path, folder: Path, model: Path) -> bool:
+    """True when the folder, its model folder and every file the app reads from them resolve inside
+    `root`: a symlink that leads outside the checkpoint folder is neither listed nor served."""
+    base = root.resolve()
+    paths = [folder, model] + [d / n for d in (model, folder) for n in ("config.json", WEIGHTS_NAME, "tokenizer.json")
+                               if os.path.lexists(d / n)]
+    return all(p.resolve().is_relative_to(base) for p in paths)
 
 
 def _whole(value: Any, what: str) -> int:
@@ -197,6 +209,8 @@ class WaveApp:
                     self._models.move_to_end(name)
                     return self._models[name]
             try:
+                if not _stays_inside(self.root, path, resolve_checkpoint(path)):  # a link changed since listing
+                    raise CheckpointError(f"it now leads outside {self.root}")
                 loaded = load_for_generation(path, self.device)
             except (CheckpointError, ValueError, OSError) as e:
                 raise gr.Error(f"Checkpoint {name!r} could not be loaded: {e}") from None

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, WaveGPTConfig
+from .ownership import CARRIED_FILES, MODEL_FILES, check_model_target, is_model_folder, replaceable_model_folder
 from .model.gpt import WaveGPT
 from .tokenizer import WaveTokenizer
 
@@ -42,6 +43,7 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it owner-only; a model folder is as readable as any other
     try:
         yield tmp
         old = folder.with_name(folder.name + ".old")
@@ -56,14 +58,54 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+@contextmanager
+def model_folder_writer(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder to fill with model files, which then land in `folder` by the rule in
+    wavegpt/ownership.py: a missing folder, or one holding only wavegpt's model files (and a model card,
+    carried over), is replaced atomically; into a folder holding anything else the files are moved
+    beside the others, and nothing else there is touched. A file or a training run folder (or a folder
+    inside one) as the target, or a model file there that wavegpt did not write, is an OwnershipError."""
+    folder = Path(folder)
+    check_model_target(folder)
+    if replaceable_model_folder(folder):
+        with atomic_folder(folder) as tmp:
+            yield tmp
+            for name in CARRIED_FILES:
+                if (folder / name).is_file() and not (tmp / name).exists():
+                    shutil.copy2(folder / name, tmp / name)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder))  # same file system: renames
+    try:
+        yield tmp
+        check_model_target(folder)  # nothing changed under us while the files were written
+        produced = [p.name for p in tmp.iterdir()]
+        ordered = [n for n in MODEL_FILES if n in produced] + [n for n in produced if n not in MODEL_FILES]
+        for name in ordered:
+            if name not in MODEL_FILES and os.path.lexists(folder / name):
+                continue  # e.g. the user's README.md: never replaced
+            os.chmod(tmp / name, 0o666 & ~_UMASK)
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve_checkpoint(folder: str | Path) -> Path:
     """The folder that holds model.safetensors: the folder itself, or inside a training run
     folder its `best/` then `checkpoint/` model; restores an interrupted swap. A Hub repo id
     (`org/name`) that is not a local path is downloaded (or found in the Hub cache)."""
     folder = Path(folder)
     old = folder.with_name(folder.name + ".old")
-    if not folder.exists() and old.is_dir():
-        os.replace(old, folder)
+    if not os.path.lexists(folder) and old.is_dir() and not old.is_symlink() and is_model_folder(old):
+        os.replace(old, folder)  # only wavegpt's own backup of a model folder is put back
     from .hub import HubError, download, is_repo_id
 
     if not folder.exists() and is_repo_id(folder):  # "org/name": a model on the Hugging Face Hub
@@ -71,6 +113,9 @@ def resolve_checkpoint(folder: str | Path) -> Path:
             folder = download(str(folder))
         except HubError as e:
             raise CheckpointError(str(e)) from None
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"Checkpoint folder {folder} is a file, not a folder; give the folder that holds "
+                              f"config.json and model.safetensors.")
     if not folder.is_dir():
         raise CheckpointError(f"Checkpoint folder {folder} does not exist.")
     for candidate in (folder, folder / "best", folder / "checkpoint"):
@@ -79,11 +124,13 @@ def resolve_checkpoint(folder: str | Path) -> Path:
     raise CheckpointError(f"{folder} is not a wavegpt checkpoint (no {CONFIG_NAME} or {WEIGHTS_NAME} in it).")
 
 
-def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = None) -> None:
-    """Write config.json and model.safetensors into an existing folder (tied weights once)."""
-    state = model.state_dict()
+def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = None,
+                      state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write config.json and model.safetensors into an existing folder (tied weights once). `state`: the
+    weights to write instead of model.state_dict() (the trainer's full state dict of a sharded model)."""
+    state = dict(model.state_dict() if state is None else state)
     for name in model.tied_weight_names:  # tied to the token (or bootstrap) table
-        state.pop(name)
+        state.pop(name, None)
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
                for k, v in state.items()}
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "library": "wavegpt"})
@@ -96,7 +143,7 @@ def save_model(model: WaveGPT, folder: str | Path, dtype: torch.dtype | None = N
     its tokenizer.json) also tokenizer.json, tokenizer_config.json and generation_config.json."""
     if tokenizer is not None and not isinstance(tokenizer, WaveTokenizer):
         tokenizer = WaveTokenizer.load(tokenizer)
-    with atomic_folder(folder) as tmp:
+    with model_folder_writer(folder) as tmp:
         write_model_files(model, tmp, dtype)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp, model_max_length=model.config.block_size)

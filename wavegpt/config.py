@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,7 @@ class WaveGPTConfig:
         return self.mlp_hidden or 4 * self.d_model
 
     def validate(self) -> None:
+        check_field_types(self)
         choices = dict(model_type=MODEL_TYPES, attention=ATTENTIONS, kernel=KERNELS, mode=MODES,
                        activation=ACTIVATIONS, optimizer=OPTIMIZERS, loss=LOSSES, position=POSITIONS,
                        temperature_init=TEMPERATURE_INITS, amplitude_init=AMPLITUDE_INITS)
@@ -131,6 +134,7 @@ class WaveGPTConfig:
                               "use position 'none' or 'embedding'.")
         if self.tie_head and not (self.model_type == "wave" and self.bootstrap_embedding):
             raise ConfigError("tie_head needs the wave model's bootstrap embedding table to tie to.")
+        check_size(self)
 
     # --- presets -----------------------------------------------------------------------
     @classmethod
@@ -199,6 +203,74 @@ def _from_file_form(data: dict[str, Any], known: set[str]) -> dict[str, Any]:
     if foreign and isinstance(data.get("extra", {}), dict):
         data["extra"] = {**data.get("extra", {}), FOREIGN_KEYS: foreign}
     return data
+
+
+MAX_PARAMETERS = 10_000_000_000  # 40 GB of float32 weights: past this a config is a typo, refused before allocating
+MAX_BLOCK_SIZE = 1 << 20  # context length
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a value has the annotated type (JSON's view: ints are floats too; a bool is no number)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple)
+    if origin is not None and isinstance(origin, type):
+        return isinstance(value, origin)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not know: left to the field's own checks
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    names = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text",
+             type(None): "null"}
+    if hint in names:
+        return names[hint]
+    origin = typing.get_origin(hint) or hint
+    return {dict: "an object", list: "a list", tuple: "a list"}.get(origin, getattr(origin, "__name__", str(hint)))
+
+
+def check_field_types(config: Any) -> None:
+    """Every field of a config dataclass against its annotated type, in one sentence (config.json may
+    hold anything: "128" for an int, 1.5 for a count, true for a number)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in hints and not _fits(value, hints[f.name]):
+            raise ConfigError(f"{f.name} must be {_describe(hints[f.name])}, not {value!r}.")
+
+
+def check_size(config: WaveGPTConfig) -> None:
+    """Refuse, before anything is allocated, a model too large to be meant (a typo in config.json)."""
+    if config.block_size > MAX_BLOCK_SIZE:
+        raise ConfigError(f"block_size {config.block_size:,} is beyond the largest context wavegpt builds "
+                          f"({MAX_BLOCK_SIZE:,} tokens).")
+    try:
+        n = count_parameters(config)
+    except Exception:  # noqa: BLE001 - a mixer the estimate does not know: the other checks still apply
+        return
+    if n > MAX_PARAMETERS:
+        raise ConfigError(f"This config describes a model of {n / 1e9:,.0f} billion parameters (about "
+                          f"{4 * n / 1e9:,.0f} GB of float32 weights), more than the {MAX_PARAMETERS / 1e9:.0f} "
+                          f"billion wavegpt builds; check d_model, n_layers, vocab_size and block_size.")
 
 
 def count_parameters(config: WaveGPTConfig) -> int:

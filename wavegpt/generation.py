@@ -50,16 +50,22 @@ def shipped_folder() -> Path:
 def default_checkpoint() -> Path | None:
     """The shipped model: $WAVEGPT_CHECKPOINT if set, else the shipped folder (see shipped_folder);
     None while no model.safetensors is there."""
-    candidates = [Path(os.environ[CHECKPOINT_ENV])] if os.environ.get(CHECKPOINT_ENV) else []
-    candidates.append(shipped_folder())
-    for folder in candidates:
+    if os.environ.get(CHECKPOINT_ENV):  # set means meant: a mistyped path is an error, not a silent fallback
+        given = os.environ[CHECKPOINT_ENV]
         try:
-            resolved = resolve_checkpoint(folder)
-        except CheckpointError:
-            continue
-        if (resolved / WEIGHTS_NAME).is_file():
-            return resolved
-    return None
+            resolved = resolve_checkpoint(given)
+        except CheckpointError as e:
+            raise CheckpointError(f"${CHECKPOINT_ENV} is set to {given!r}, which is not a usable checkpoint "
+                                  f"({str(e).rstrip('.')}); fix or unset it.") from None
+        if not (resolved / WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"${CHECKPOINT_ENV} is set to {given!r}, which holds no {WEIGHTS_NAME}; fix or "
+                                  f"unset it.")
+        return resolved
+    try:
+        resolved = resolve_checkpoint(shipped_folder())
+    except CheckpointError:
+        return None
+    return resolved if (resolved / WEIGHTS_NAME).is_file() else None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -90,12 +96,23 @@ def load_for_generation(checkpoint: str | Path, device: str | torch.device = "cp
         tokenizer = WaveTokenizer.load(tok_path)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    if tokenizer.vocab_size > model.config.vocab_size:
+    check_tokenizer_matches(tokenizer, model, tok_path, folder)
+    return model.eval(), tokenizer
+
+
+def check_tokenizer_matches(tokenizer: WaveTokenizer, model: WaveGPT, tok_path: Path, folder: Path) -> None:
+    """The tokenizer the model was trained with, or a CheckpointError: the sizes must be equal, and a model
+    that recorded its tokenizer's vocabulary hash (extra.tokenizer_vocab_sha256) must find the same one."""
+    if tokenizer.vocab_size != model.config.vocab_size:
         raise CheckpointError(
-            f"{tok_path} has {tokenizer.vocab_size} tokens but the model in {folder} only "
+            f"{tok_path} has {tokenizer.vocab_size} tokens but the model in {folder} has "
             f"{model.config.vocab_size}; they do not belong together."
         )
-    return model.eval(), tokenizer
+    extra = model.config.extra if isinstance(model.config.extra, dict) else {}
+    recorded = extra.get("tokenizer_vocab_sha256")
+    if recorded and recorded != tokenizer.vocab_sha256:
+        raise CheckpointError(f"{tok_path} is not the tokenizer the model in {folder} was trained with (its "
+                              f"vocabulary differs); use the tokenizer.json saved with the model.")
 
 
 def random_seed() -> int:
@@ -136,10 +153,22 @@ def sampling_inputs(model: WaveGPT, tokenizer: WaveTokenizer, prompt: str, top_k
     return idx, top_k, torch.Generator(device=device).manual_seed(seed)
 
 
+def check_prompt_text(prompt: str) -> str:
+    """A prompt that can be encoded: no lone surrogates (what Python makes of bytes that are not UTF-8 on a
+    command line, or of half a UTF-16 pair); else a one-sentence ValueError."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"The prompt is not valid UTF-8 text (character {e.start + 1} is an undecodable byte or "
+                         f"half a surrogate pair).") from None
+    return prompt
+
+
 def encode_prompt(tokenizer: WaveTokenizer, prompt: str) -> list[int]:
     """Prompt token ids; an empty prompt starts from a newline, since the model needs one token."""
     if not isinstance(prompt, str):
         raise TypeError(f"The prompt must be text, not {type(prompt).__name__}.")
+    check_prompt_text(prompt)
     ids = tokenizer.encode(prompt) if prompt else []
     return ids or tokenizer.encode("\n")
 

@@ -42,13 +42,13 @@ RUN_LOCK = ".wavegpt-run.lock"
 RUN_ENTRIES = (
     # What a training run writes into its folder. Anything else in a run folder is the user's.
     "checkpoint", "best", "metrics.jsonl", "run.json", "tokenizer.json", "learning_curve.png",
-    "wavegpt",  # the Accelerate tracker's logs (tensorboard writes <out>/wavegpt/)
+    "wavegpt", "tensorboard",  # the Accelerate trackers' logs
     RUN_MARKER, RUN_LOCK,
 )
 # Entries whose presence means a run has written here (the marker and lock alone do not).
 RUN_CONTENT = ("checkpoint", "best", "metrics.jsonl", "run.json", "checkpoint.old", "best.old")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-               "generation_config.json")
+               "generation_config.json", "model.onnx")
 CARRIED_FILES = ("README.md",)  # a model card: kept when a model folder is replaced
 
 

@@ -1,11 +1,14 @@
 """The one training loop, on Hugging Face Accelerate (one CPU, one GPU, or many processes).
 
 A run folder (`--out`) holds:
-  checkpoint/      the latest model folder plus trainer_state.pt (optimizer, step, RNG, data
-                   order): what --resume continues from
+  checkpoint/      the latest model folder plus accelerate/ (accelerator.save_state: optimizer,
+                   GradScaler, every process's RNGs) and trainer_state.pt (step, every process's
+                   data order): what --resume continues from
   best/            the model folder with the best held-out validation loss so far
   metrics.jsonl    one JSON object per logged step; learning_curve.png at the end
-  run.json         the training arguments
+  run.json         the training arguments, and under "accelerate" how the run trained (precision,
+                   processes, FSDP, compile)
+  tensorboard/     TensorBoard events when it is installed (see --report-to)
 Every folder is written atomically (see checkpoint.atomic_folder).
 """
 
@@ -32,10 +35,13 @@ from .hub import machine_description
 from .model import WaveGPT, is_wave_parameter
 from .ownership import RUN_LOCK, RUN_MARKER, RunLock, RunLockedError, holds_run, is_run_folder, run_owned
 from .physics import RGD, QFELoss
+from .scaling import (all_finite, build_accelerator, check_optimizer_fits, describe, full_tensor, plain_state_dict,
+                      shared_atomic_folder, tracker_init_kwargs)
 from .tokenizer import WaveTokenizer
 from .validation import check_train_args
 
 STATE_NAME = "trainer_state.pt"
+ACCELERATE_STATE = "accelerate"  # accelerator.save_state's folder inside checkpoint/: optimizer, scaler, RNGs
 
 
 class TrainError(RuntimeError):
@@ -52,7 +58,7 @@ class TrainArgs:
     max_steps: int = 2000
     stop_at: int | None = None  # end this invocation early, keeping the schedule of max_steps
     batch_size: int = 32
-    grad_accum: int = 1
+    grad_accum: int | None = None  # None: the launcher's (accelerate config / launch), else 1
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -65,7 +71,8 @@ class TrainArgs:
     eval_batches: int = 40
     save_interval: int = 500
     log_interval: int = 10
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None  # no, bf16, fp16; None: the launcher's setting, else no
+    compile: bool = False  # torch.compile (inductor); without it the launcher's --dynamo_backend applies
     max_time: float | None = None  # seconds: end early for equal wall-clock comparisons
     max_bad_steps: int = 5
     resume: bool = False
@@ -187,12 +194,17 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, args: TrainArgs, block_size
     was_training = model.training
     model.eval()
     total = torch.zeros(2, device=accelerator.device)  # summed nats, token count
-    for i, (x, y) in enumerate(iter_eval_batches(corpus.val, args.batch_size, block_size, args.eval_batches)):
-        if i % accelerator.num_processes != accelerator.process_index:
-            continue
+    batches = list(iter_eval_batches(corpus.val, args.batch_size, block_size, args.eval_batches))
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    # Every process runs the same number of forward passes (sharded models gather weights in each one):
+    # a process whose share runs out repeats its last batch with weight 0.
+    for j in range(-(-len(batches) // processes)):
+        i = j * processes + rank
+        x, y = batches[min(i, len(batches) - 1)]
         x, y = x.to(accelerator.device), y.to(accelerator.device)
         _, loss = model(x, y)
-        total += torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()), device=total.device)])
+        weight = 1.0 if i < len(batches) else 0.0
+        total += weight * torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()), device=total.device)])
     total = accelerator.reduce(total, reduction="sum")
     model.train(was_training)
     nats_token = (total[0] / total[1]).item()
@@ -243,9 +255,9 @@ def _drop_unused_marker(out: Path, created: bool) -> None:
 
 
 def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
-    accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
-                              gradient_accumulation_steps=args.grad_accum, log_with=_tracker(args.report_to),
-                              project_dir=args.out)
+    accelerator = build_accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision, grad_accum=args.grad_accum,
+                                    compile=args.compile, report_to=args.report_to, out=args.out)
+    grad_accum = accelerator.gradient_accumulation_steps  # train.py's flag, else the launcher's
     launched = int(os.environ.get("WORLD_SIZE") or 1)  # set by torchrun / accelerate launch --multi_gpu
     if launched > accelerator.num_processes:  # else each process would train alone and write the same files
         raise TrainError(f"{launched} processes were launched but Accelerate joined {accelerator.num_processes} "
@@ -266,6 +278,10 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
         args.model, args.preset, vocab_size=args.vocab_size, **args.overrides)
     if state:
         _check_resume(out, args, config, state["step"])
+        if len(state["data_rng"]) != accelerator.num_processes:
+            raise TrainError(f"The run in {out} was saved by {len(state['data_rng'])} process(es); resume it with "
+                             f"the same number (this launch has {accelerator.num_processes}).")
+    check_optimizer_fits(config.optimizer, accelerator)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     with accelerator.main_process_first():
         corpus = prepare_corpus(args.dataset, args.data, config.vocab_size, cache, tokenizer=tokenizer)
@@ -275,38 +291,57 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
                     "machine": machine_description(),
                     "tokenizer_vocab_sha256": corpus.tokenizer.vocab_sha256}
 
-    set_seed(args.seed + accelerator.process_index)
+    set_seed(args.seed)  # the same initial weights on every process (FSDP shards each process's own copy)
     model = WaveGPT(config)
+    if accelerator.process_index > 0:  # each process its own dropout
+        set_seed(args.seed + accelerator.process_index)
     optimizer = build_optimizer(model, args)
     loss_fn = QFELoss(lambda_coherence=config.lambda_coherence) if config.loss == "qfe" else None
     data_rng = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index)
     start_step, best_val, bad_in_row, skipped = 0, float("inf"), 0, 0
+    legacy_state = state is not None and not (out / "checkpoint" / ACCELERATE_STATE).is_dir()
     if state:
         model.load_state_dict(WaveGPT.from_pretrained(out / "checkpoint").state_dict())
-        optimizer.load_state_dict(state["optimizer"])
         start_step, best_val, skipped = state["step"], state["best_val"], state["skipped_steps"]
         data_rng.set_state(state["data_rng"][accelerator.process_index].clone())
+    if legacy_state:  # a checkpoint from before accelerator.save_state: optimizer and RNG in trainer_state.pt
+        optimizer.load_state_dict(state["optimizer"])
+        _fit_state_shapes(optimizer)
         torch.set_rng_state(state["torch_rng"][accelerator.process_index].clone())
     model, optimizer = accelerator.prepare(model, optimizer)
-    raw = accelerator.unwrap_model(model)
+    raw = accelerator.unwrap_model(model, keep_torch_compile=False)  # plain module: its state_dict has no prefix
     inner_optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps it
+    # model.safetensors holds the weights; save_state keeps optimizer, scaler and RNGs (and under FSDP or
+    # DeepSpeed, which save the model themselves, their own copy of the sharded model).
+    accelerator.register_save_state_pre_hook(lambda models, weights, folder: weights.clear())
+    accelerator.register_load_state_pre_hook(lambda models, folder: models.clear())
+    if state and not legacy_state:
+        try:
+            accelerator.load_state(str(out / "checkpoint" / ACCELERATE_STATE))
+        except Exception as e:  # a torn or foreign file: name it, don't dump a traceback
+            raise CheckpointError(f"{out / 'checkpoint' / ACCELERATE_STATE} cannot be read ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''}).") from None
+    scale = describe(accelerator)
 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / "run.json.tmp"  # --resume reads it back: never leave it truncated
-        tmp.write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
+        tmp.write_text(json.dumps({**dataclasses.asdict(args), "accelerate": scale}, indent=2) + "\n")
         os.replace(tmp, out / "run.json")
         corpus.tokenizer.save(out / "tokenizer.json")
         _trim_metrics(out / "metrics.jsonl", start_step)
     if accelerator.log_with:
-        accelerator.init_trackers("wavegpt", config={k: v for k, v in dataclasses.asdict(args).items()
-                                                     if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers("wavegpt", config={k: v for k, v in {**dataclasses.asdict(args), **scale}.items()
+                                                     if isinstance(v, (int, float, str, bool))},
+                                  init_kwargs=tracker_init_kwargs(out, accelerator, start_step))
     accelerator.print(f"wavegpt: {config.preset} / {args.model}, {raw.num_parameters() / 1e6:.2f}M parameters, "
                       f"{len(corpus.train):,} train and {len(corpus.val):,} val tokens ({corpus.name}), "
-                      f"{accelerator.num_processes} process(es) on {accelerator.device}")
+                      f"{accelerator.num_processes} process(es) on {accelerator.device}, {scale['precision']}"
+                      f"{', ' + scale['distributed_type'] if accelerator.num_processes > 1 else ''}"
+                      f"{', compiled (' + scale['dynamo_backend'] + ')' if scale['dynamo_backend'] != 'no' else ''}")
 
     T = config.block_size
-    tokens_per_step = args.batch_size * T * args.grad_accum * accelerator.num_processes
+    tokens_per_step = args.batch_size * T * grad_accum * accelerator.num_processes
     end_step = min(args.max_steps, args.stop_at) if args.stop_at else args.max_steps
     bar = _progress(args, accelerator, start_step, end_step)
     metrics: dict[str, Any] = {}
@@ -318,19 +353,20 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         sums = torch.zeros(3, device=accelerator.device)  # loss, ce, coherence over micro-batches
-        for _ in range(args.grad_accum):
+        for _ in range(grad_accum):
             x, y = get_batch(corpus.train, args.batch_size, T, data_rng)
             x, y = x.to(accelerator.device), y.to(accelerator.device)
             with accelerator.accumulate(model):
                 logits, ce = model(x, y)
                 if loss_fn is not None:
-                    parts = loss_fn(logits, y, return_components=True)
+                    with accelerator.autocast():  # the prepared model's forward runs under it; the loss too
+                        parts = loss_fn(logits, y, return_components=True)
                     loss, coherence = parts["total"], parts["coherence"]
                 else:
                     loss, coherence = ce, torch.zeros((), device=ce.device)
                 accelerator.backward(loss)
             sums += torch.stack([loss.detach().float(), ce.detach().float(), coherence.detach().float()])
-        sums = accelerator.reduce(sums, reduction="mean") / args.grad_accum
+        sums = accelerator.reduce(sums, reduction="mean") / grad_accum
         if not torch.isfinite(sums).all():  # every process sees the same reduced value
             optimizer.zero_grad(set_to_none=True)
             skipped += 1
@@ -359,9 +395,9 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
         if log_now or evaluate_now:
             now = time.perf_counter()
             metrics = {"step": done, "loss": sums[0].item(), "ce": sums[1].item(), "coherence": sums[2].item(),
-                       "lr": lr, "wave_ratio": raw.embedding.wave_share() if config.model_type == "wave" else None,
+                       "lr": lr, "wave_ratio": _wave_share(raw) if config.model_type == "wave" else None,
                        "tokens_per_s": window_tokens / max(now - window_start, 1e-9),
-                       "tokens": done * tokens_per_step, "skipped_steps": skipped}
+                       "tokens": done * tokens_per_step, "skipped_steps": skipped, "precision": scale["precision"]}
             if isinstance(inner_optimizer, RGD):
                 metrics["resonance_alpha"] = inner_optimizer.current_alpha()
             if evaluate_now:
@@ -374,9 +410,9 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
             window_start, window_tokens = time.perf_counter(), 0
         if evaluate_now and metrics["val"] < best_val:
             best_val = metrics["val"]
-            _save_best(raw, corpus, out, metrics, accelerator)
+            _save_best(model, raw, corpus, out, metrics, accelerator)
         if done % args.save_interval == 0 or done == end_step:
-            _save_checkpoint(raw, optimizer, corpus, out, done, best_val, skipped, data_rng, accelerator)
+            _save_checkpoint(model, raw, corpus, out, done, best_val, skipped, data_rng, accelerator)
         if bar is not None:
             bar.update(1)
         if done == end_step:
@@ -390,6 +426,7 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
                "tokens_per_s": trained / max(wall - eval_time, 1e-9),
                "best_val_nats_per_token": best_val, "skipped_steps": skipped,
                "parameters": raw.num_parameters(), "peak_memory_mb": _peak_memory_mb(accelerator),
+               "precision": scale["precision"], "processes": accelerator.num_processes,
                **{k: metrics[k] for k in metrics if k.startswith("val_")}}
     if accelerator.is_main_process:
         from .extras import missing_modules
@@ -416,14 +453,6 @@ def _peak_memory_mb(accelerator: Accelerator) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _tracker(report_to: str) -> str | None:
-    if report_to == "auto":
-        from accelerate.utils import is_tensorboard_available
-
-        return "tensorboard" if is_tensorboard_available() else None
-    return None if report_to == "none" else report_to
 
 
 def _progress(args: TrainArgs, accelerator: Accelerator, start: int, end: int):
@@ -460,8 +489,18 @@ def _trim_metrics(path: Path, last_step: int) -> None:
     os.replace(tmp, path)
 
 
-def _finite(model: WaveGPT) -> bool:
-    return all(torch.isfinite(p).all() for p in model.parameters())
+def _wave_share(model: WaveGPT) -> float:
+    """The bootstrap embedding's wave share (a collective under FSDP2, where wave_ratio is sharded)."""
+    emb = model.embedding
+    return 1.0 if emb.bootstrap is None else torch.sigmoid(full_tensor(emb.wave_ratio.detach())).item()
+
+
+def _fit_state_shapes(optimizer: torch.optim.Optimizer) -> None:
+    """Optimizer state saved when wave_ratio was 0-d: give each moment its parameter's (1,) shape."""
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if key != "step" and torch.is_tensor(value) and value.shape != p.shape and value.numel() == p.numel():
+                state[key] = value.reshape(p.shape)
 
 
 def _with_figures(model: WaveGPT, extra: dict[str, Any]) -> WaveGPTConfig:
@@ -469,34 +508,34 @@ def _with_figures(model: WaveGPT, extra: dict[str, Any]) -> WaveGPTConfig:
     return model.config
 
 
-def _save_best(model: WaveGPT, corpus: Corpus, out: Path, metrics: dict[str, Any],
+def _save_best(model: torch.nn.Module, raw: WaveGPT, corpus: Corpus, out: Path, metrics: dict[str, Any],
                accelerator: Accelerator) -> None:
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process or not _finite(model):
+    weights = plain_state_dict(accelerator, model)  # every process: a gather under FSDP
+    if not all_finite(raw, accelerator) or not accelerator.is_main_process:
         return
-    _with_figures(model, {k: metrics[k] for k in ("step", "tokens", "val_nats_per_token", "val_nats_per_char")
-                          if k in metrics})
+    _with_figures(raw, {k: metrics[k] for k in ("step", "tokens", "val_nats_per_token", "val_nats_per_char")
+                        if k in metrics})
     with atomic_folder(out / "best") as tmp:
-        write_model_files(model, tmp)
-        corpus.tokenizer.save(tmp / "tokenizer.json")
+        write_model_files(raw, tmp, state=weights)
+        corpus.tokenizer.save_pretrained(tmp, model_max_length=raw.config.block_size)
 
 
-def _save_checkpoint(model: WaveGPT, optimizer: torch.optim.Optimizer, corpus: Corpus, out: Path, step: int,
-                     best_val: float, skipped: int, data_rng: torch.Generator, accelerator: Accelerator) -> None:
-    """Everything needed to continue exactly: weights, optimizer (RGD's step count included),
-    step, and every process's data-order and dropout RNG."""
-    rngs = torch.stack([data_rng.get_state(), torch.get_rng_state()])
-    rngs = accelerator.gather(rngs.to(accelerator.device)[None]).cpu()  # (processes, 2, n)
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    if not _finite(model):
+def _save_checkpoint(model: torch.nn.Module, raw: WaveGPT, corpus: Corpus, out: Path, step: int, best_val: float,
+                     skipped: int, data_rng: torch.Generator, accelerator: Accelerator) -> None:
+    """Everything needed to continue exactly, from every process into one atomic folder: the plain
+    weights (model.safetensors), accelerator.save_state (optimizer, sharded under FSDP; GradScaler;
+    each process's torch, CUDA, numpy and Python RNG) and trainer_state.pt (step, best, each
+    process's data order)."""
+    data_rngs = accelerator.gather(data_rng.get_state().to(accelerator.device)[None]).cpu()  # (processes, n)
+    weights = plain_state_dict(accelerator, model)
+    if not all_finite(raw, accelerator):
         raise TrainError(f"Refusing to save step {step}: the weights hold NaN or infinite values.")
-    state = {"optimizer": optimizer.state_dict(), "step": step, "best_val": best_val,
-             "skipped_steps": skipped, "data_rng": [r.clone() for r in rngs[:, 0]],
-             "torch_rng": [r.clone() for r in rngs[:, 1]]}
-    with atomic_folder(out / "checkpoint") as tmp:
-        write_model_files(model, tmp)
-        corpus.tokenizer.save(tmp / "tokenizer.json")
-        torch.save(state, tmp / STATE_NAME)
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "best_val": best_val}) + "\n")
+    state = {"step": step, "best_val": best_val, "skipped_steps": skipped,
+             "data_rng": [r.clone() for r in data_rngs]}
+    with shared_atomic_folder(out / "checkpoint", accelerator) as tmp:
+        accelerator.save_state(str(tmp / ACCELERATE_STATE))
+        if accelerator.is_main_process:
+            write_model_files(raw, tmp, state=weights)
+            corpus.tokenizer.save_pretrained(tmp, model_max_length=raw.config.block_size)
+            torch.save(state, tmp / STATE_NAME)
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "best_val": best_val}) + "\n")

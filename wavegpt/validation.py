@@ -68,7 +68,6 @@ def check_train_args(args: Any) -> None:
         whole(args.stop_at, "stop_at", 1)
     whole(args.batch_size, "batch_size", 1)
     if args.grad_accum is not None:  # None: the launcher's setting
-        if args.grad_accum is not None:  # None: the launcher's setting
         whole(args.grad_accum, "grad_accum", 1)
     if args.mixed_precision is not None and args.mixed_precision not in ("no", "bf16", "fp16"):
         raise InputError(f"--mixed-precision must be no, bf16 or fp16, not {args.mixed_precision!r}.")

@@ -63,13 +63,14 @@ def run(argv: list[str] | None = None) -> None:
     require("viz", "wavegpt-animate")
 
     from ..animation import check_layer_head, check_output, check_render_args, parse_size, render_animation
-    from ..generation import check_sampling_args, load_for_generation
+    from ..generation import check_prompt_text, check_sampling_args, load_for_generation
 
     top_k = None if args.top_k == 0 else args.top_k
     # Everything that needs no model is checked before the (slow) checkpoint load.
     size = parse_size(args.size)
     check_render_args(args.tokens, args.fps, args.frames_per_token, size)
     check_sampling_args(args.tokens, args.temperature, top_k, args.top_p, 1)
+    check_prompt_text(args.prompt)
     output = check_output(args.output)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     model, tokenizer = load_for_generation(checkpoint, args.device)

@@ -63,6 +63,7 @@ def _write(text: str) -> None:
 def run(argv: list[str] | None = None) -> None:
     from ..generation import (
         SAMPLE_SEPARATOR,
+        check_prompt_text,
         check_sampling_args,
         load_for_generation,
         random_seed,
@@ -71,6 +72,7 @@ def run(argv: list[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     top_k = None if args.top_k == 0 else args.top_k
+    check_prompt_text(args.prompt)  # before anything is printed or loaded
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples,
                         args.repetition_penalty)
