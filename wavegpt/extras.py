@@ -26,5 +26,6 @@ def require(extra: str, what: str, modules: tuple[str, ...] | None = None) -> No
     """Raise MissingExtraError unless the extra's modules (or the given subset) import."""
     missing = missing_modules(extra, modules)
     if missing:
-        raise MissingExtraError(f"{what} needs the [{extra}] extra ({', '.join(missing)} is not installed): "
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingExtraError(f"{what} needs the [{extra}] extra ({', '.join(missing)} {verb} not installed): "
                                 f"pip install 'wavegpt[{extra}]'")
