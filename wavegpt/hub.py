@@ -7,6 +7,7 @@ library. A local folder always wins over a repo id of the same spelling.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -64,7 +65,7 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     if not any((folder / name).is_file() for name in ("model.safetensors", "model.onnx")):
         raise HubError(f"{folder} holds no model (model.safetensors or model.onnx) to push.")
     if not (folder / CARD_NAME).exists():
-        build_model_card(folder).save(folder / CARD_NAME)
+        build_model_card(folder, repo_id=repo_id).save(folder / CARD_NAME)
     api = api if api is not None else HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -102,21 +103,29 @@ def training_command(run: dict[str, Any]) -> str:
 
     defaults = TrainArgs()
     skip = {"resume", "overwrite", "stop_at", "progress", "overrides", "cache_dir", "report_to", "out"}
-    parts = ["wavegpt-train"]
+    parts = ["wavegpt-train", "--model", str(run.get("model") or defaults.model),
+             "--preset", str(run.get("preset") or defaults.preset)]
     for key, value in run.items():
-        if key in skip or not hasattr(defaults, key) or value == getattr(defaults, key) or value is None:
+        if key in skip or key in ("model", "preset") or not hasattr(defaults, key) or value is None:
+            continue
+        if value == getattr(defaults, key):
             continue
         parts += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     if not run.get("data") and "--dataset" not in parts:
         parts += ["--dataset", str(run.get("dataset") or defaults.dataset)]
-    for key, value in sorted((run.get("overrides") or {}).items()):
-        parts += [f"--{key.replace('_', '-')}", str(value)]
+    for key, value in sorted((run.get("overrides") or {}).items()):  # config fields
+        if key in ("block_size", "dropout"):  # the two with their own flag; the rest go through --set
+            parts += [f"--{key.replace('_', '-')}", str(value)]
+        else:
+            parts += ["--set", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     return " ".join(parts + ["--out", str(run.get("out") or defaults.out)])
 
 
-def build_model_card(folder: str | Path, run: dict[str, Any] | None = None, machine: str | None = None):
+def build_model_card(folder: str | Path, run: dict[str, Any] | None = None, machine: str | None = None,
+                     repo_id: str | None = None):
     """A `huggingface_hub.ModelCard` from the folder's config.json (architecture, data, held-out
-    figures) and, when given, the training run's arguments (run.json) and machine."""
+    figures, the machine the trainer recorded) and, when given, the training run's arguments
+    (run.json) and the Hub repo it is meant for (used in the card's commands)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from .config import WaveGPTConfig
@@ -152,13 +161,14 @@ def build_model_card(folder: str | Path, run: dict[str, Any] | None = None, mach
             rows.append(("weights", f"{export['dtype']} ({low:.5f} nats/char after conversion)"))
     rows.append(("machine", machine or extra.get("machine") or "not recorded"))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    where = repo_id or "ORG/NAME"
     eval_source = "--dataset shakespeare" if data == "shakespeare" else "--data YOUR_TEXT_FILE"
     command = training_command(run) if run else "not recorded (the model was not exported from a run folder)"
     body = (f"# {name}\n\nA Wave-Native GPT trained with [wavegpt](https://pypi.org/project/wavegpt/).\n\n"
             f"| | |\n|---|---|\n{table}\n\nTraining command:\n\n```bash\n{command}\n```\n\n"
             "Sample from it and evaluate it:\n\n```bash\npip install wavegpt\n"
-            "wavegpt-generate --checkpoint ORG/NAME --prompt \"ROMEO:\"\n"
-            f"wavegpt-eval --checkpoint ORG/NAME {eval_source}\n```\n")
+            f"wavegpt-generate --checkpoint {where} --prompt \"ROMEO:\"\n"
+            f"wavegpt-eval --checkpoint {where} {eval_source}\n```\n")
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
 
 

@@ -93,7 +93,7 @@ def _safetensors(ns, source: Path, model, tokenizer, corpus, run: dict[str, Any]
     write_model_files(model, tmp, dtype=dtype)
     tokenizer.save_pretrained(tmp, model_max_length=model.config.block_size)
     if not (Path(ns.out) / CARD_NAME).exists():  # an existing card (hand-written or not) is kept
-        build_model_card(tmp, run=run or None).save(tmp / CARD_NAME)
+        build_model_card(tmp, run=run or None, repo_id=ns.push_to_hub).save(tmp / CARD_NAME)
     return figures
 
 
