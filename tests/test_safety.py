@@ -33,6 +33,10 @@ from wavegpt.trainer import TrainArgs, TrainError, train
 from wavegpt.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [  # pandas 3 deprecations inside gradio's queue, not ours
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -406,3 +410,117 @@ def test_app_symlinks_leading_outside_its_folder_are_not_listed(tmp_path):
 
     with pytest.raises(gr.Error):
         app.load("escape")
+
+
+def test_wrong_types_sent_to_the_api_get_the_apps_sentence(tmp_path):
+    import socket
+
+    from gradio_client import Client
+
+    from wavegpt.app import build_app
+
+    make_checkpoint(tmp_path / "tiny")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = build_app(tmp_path).queue(default_concurrency_limit=2)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    try:
+        cases = [(("tiny", "hi", "abc", 0.8, 0, 1.0, 1), "Max new tokens must be a whole number, not 'abc'"),
+                 (("tiny", ["hi"], 5, 0.8, 0, 1.0, 1), "The prompt must be text, not list"),
+                 (("tiny", "hi", 5, "hot", 0, 1.0, 1), "Temperature must be a number, not 'hot'"),
+                 (({"a": 1}, "hi", 5, 0.8, 0, 1.0, 1), "is not one of the listed checkpoints"),
+                 (("tiny", "hi", 5, 0.8, 0, 1.0, None), "Seed must be a whole number, not None")]
+        for request, words in cases:
+            with pytest.raises(Exception, match=words):
+                client.predict(*request, api_name="/generate")
+        assert client.predict("tiny", "hi", 3, 0.0, 0, 1.0, 1, api_name="/generate")[0] != ""  # still serving
+    finally:
+        client.close()
+        demo.close()
+
+
+def test_app_port_in_use_names_the_commands_flags(tmp_path, capsys):
+    import socket
+
+    from wavegpt.cli.app import main
+
+    make_checkpoint(tmp_path / "tiny")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, err = cli(main, ["--checkpoint-dir", tmp_path, "--port", port], capsys)
+    assert code == 2 and "--port" in err and "server_port" not in err and err.count("\n") == 1, err
+
+
+# --- 5. rough edges -------------------------------------------------------------------------------
+
+
+def test_a_device_as_data_is_not_called_missing(tmp_path):
+    from wavegpt.data import DataError, read_text_source
+
+    with pytest.raises(DataError, match="is not a regular file or folder"):
+        read_text_source("/dev/null")
+
+
+def test_utf16_text_is_read_as_text_not_mojibake(tmp_path):
+    from wavegpt.data import DataWarning, read_text_source
+
+    text = prose(2000, seed=2) + "Ünïcödé — ok\n"
+    for encoding, raw in [("utf-16", text.encode("utf-16")), ("utf-16-le", text.encode("utf-16-le")),
+                          ("utf-16-be", text.encode("utf-16-be")), ("utf-8-sig", text.encode("utf-8-sig"))]:
+        path = tmp_path / f"{encoding}.txt"
+        path.write_bytes(raw)
+        with pytest.warns(DataWarning) if encoding.startswith("utf-16") else _no_warning():
+            assert read_text_source(path) == text, encoding
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+
+def test_data_warnings_are_one_line(monkeypatch):
+    import warnings
+
+    from wavegpt.cli import plain_warnings
+    from wavegpt.data import DataWarning
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    plain_warnings()
+    assert warnings.formatwarning("x.txt is not valid UTF-8", DataWarning, "data.py", 1) == \
+        "warning: x.txt is not valid UTF-8\n"
+
+
+def test_partial_videos_of_killed_renders_are_swept(tmp_path):
+    from wavegpt.animation import _sweep_stale_parts
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".wave.{dead.pid}.0123abcd.part.mp4"
+    live = tmp_path / f".wave.{os.getpid()}.89abcdef.part.mp4"
+    other = tmp_path / f".other.{dead.pid}.0123abcd.part.mp4"  # another target's: not this render's business
+    mine = tmp_path / ".wave.notes"
+    for path in (stale, live, other, mine):
+        path.write_bytes(b"x")
+    _sweep_stale_parts(tmp_path / "wave.mp4")
+    assert not stale.exists() and live.exists() and other.exists() and mine.exists()
+
+
+def test_a_video_that_cannot_be_written_is_one_sentence():
+    from wavegpt.animation import _video_failure
+
+    ffmpeg = OSError("[Errno 32] Broken pipe\n\nFFMPEG COMMAND:\n/usr/bin/ffmpeg -y -f rawvideo -i - out.mp4\n\n"
+                     "FFMPEG STDERR OUTPUT:\n[out#0/mp4] Error writing trailer: No space left on device\n")
+    message = _video_failure(ffmpeg, ROOT)
+    assert "ffmpeg -y" not in message and "No space left on device" in message and "\n" not in message
+    assert "is full" in _video_failure(OSError(errno.ENOSPC, "No space left on device"), ROOT)

@@ -10,7 +10,10 @@ with four panels, all describing the same forward pass of `sample_tokens`:
 2. Interference: that token's query weights over the context, read from the chosen
    layer's attention module (`capture = True`, `last_weights`): softmax weights for
    interference and classic attention, kernel weights for quadratic pure-wave attention,
-   and unnormalised kernel scores phi(q).phi(k) in linear mode. The last 32 positions are
+   and unnormalised kernel scores phi(q).phi(k) in linear mode. The Wave Network mixer has no
+   weights over positions: it shows each context token's phase against the newest token's
+   global semantics G (and G itself in the caption), for a group of d/n_heads dimensions.
+   The last 32 positions are
    shown; when the context window slides (see `wavegpt.sampling`) the row gets shorter.
 3. Collapse: the ten likeliest next tokens under the distribution the token was sampled
    from (after temperature, top-k and top-p), the sampled one highlighted.
@@ -438,7 +441,10 @@ class _Scene:
         ax.grid(False)
         pure = cfg.model_type == "wave" and cfg.attention == "pure_wave"
         linear = pure and cfg.mode == "linear"
-        if linear:
+        self.wave_network = cfg.model_type == "wave" and cfg.attention.startswith("wave_network")
+        if self.wave_network:
+            kind = "phase α against G (rad)"
+        elif linear:
             kind = "kernel score φ(q)·φ(k)"
         elif pure:
             kind = f"kernel weight ({cfg.kernel})"
@@ -446,8 +452,11 @@ class _Scene:
             kind = "attention weight (softmax)"
         ax.set_ylabel(kind, color=FG, fontsize=9)
         ax.yaxis.set_label_coords(-0.085, 0.5)
-        ax.set_title(f"Interference: layer {layer}, head {head}" + (" — kernel scores" if linear else ""),
-                     color=FG, fontsize=12, loc="left", y=1.02)
+        if self.wave_network:
+            title = f"Wave Network: layer {layer}, dims group {head} — phases and G"
+        else:
+            title = f"Interference: layer {layer}, head {head}" + (" — kernel scores" if linear else "")
+        ax.set_title(title, color=FG, fontsize=12, loc="left", y=1.02)
 
         # (3) collapse: the next-token distribution
         ax = self.ax_prob = self._axes([0.63, 0.575, 0.34, 0.30])
@@ -490,6 +499,9 @@ class _Scene:
             return "softmax attention (classic)"
         if cfg.attention == "interference":
             return "interference attention"
+        if cfg.attention.startswith("wave_network"):
+            op = "modulation" if cfg.attention.endswith("modulation") else "interference"
+            return f"Wave Network mixer ({op})"
         return f"pure wave attention ({cfg.kernel}, {cfg.mode})"
 
     def _axes(self, rect: list[float]):
@@ -538,7 +550,8 @@ class _Scene:
         self.limits[name] = _settle(self.limits[name], needed)
 
     def update(self, *, step: int, total: int, grow: float, shift: float, query: int, context: list[int],
-               weights: np.ndarray, probs: np.ndarray, sampled: int, text_old: str, text_new: str) -> None:
+               weights: np.ndarray, probs: np.ndarray, sampled: int, text_old: str, text_new: str,
+               g: float | None = None) -> None:
         """Point the figure at this frame's model state; `grow` in (0, 1] eases the bars in."""
         self.texts = []
         w, _ = self.size
@@ -567,9 +580,16 @@ class _Scene:
         self._set_limit("attn_lo", -_nice_limit(-low * 1.05) if low < 0 else 0.0)
         hidden = len(weights) - n
         x, y = self._pixel(self.ax_attn, 0.5, -0.3, data=False)
-        self._text(f"context window of {len(weights)} tokens; the newest ('{q}', orange) attends"
-                   + (f"; {hidden} earlier not shown" if hidden > 0 else ""), x, y, size=8, colour=MUTED,
-                   ha="center", va="top")
+        if self.wave_network:  # no weights over positions: each token's phase against the prefix's G
+            self.limits["attn_hi"], self.limits["attn_lo"] = math.pi, 0.0  # phases lie in [0, pi]
+            g_text = f"G = {g:.3g}" if g is not None else "G"
+            self._text(f"{g_text} at the newest ('{q}', orange); bars: phase of each of {len(weights)} tokens"
+                       + (f" ({hidden} not shown)" if hidden > 0 else ""),
+                       x, y, size=8, colour=MUTED, ha="center", va="top")
+        else:
+            self._text(f"context window of {len(weights)} tokens; the newest ('{q}', orange) attends"
+                       + (f"; {hidden} earlier not shown" if hidden > 0 else ""), x, y, size=8, colour=MUTED,
+                       ha="center", va="top")
         self.attn_ctx = ctx
 
         # (3) collapse: top candidates, the sampled one highlighted (swapped in if it ranks lower)
@@ -722,6 +742,55 @@ def _temp_path(target: Path) -> Path:
     return target.parent / f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}.part.mp4"
 
 
+def _sweep_stale_parts(target: Path) -> None:
+    """Delete the partial videos that killed renders of this target left (their name is wavegpt's, and the
+    process id in it is no longer running); a live render's file is left alone."""
+    pattern = re.compile(rf"^\.{re.escape(target.stem)}\.(\d+)\.[0-9a-f]{{8}}\.part\.mp4$")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            (target.parent / name).unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or cannot tell: keep its file
+    return True
+
+
+def _video_failure(error: OSError, folder: Path) -> str:
+    """Why writing the video failed, in words (imageio-ffmpeg's own message holds the whole ffmpeg command)."""
+    import shutil
+
+    try:
+        full = shutil.disk_usage(folder).free < 16 * 2**20
+    except OSError:
+        full = False
+    if full or error.errno in (28, 122):  # ENOSPC, EDQUOT
+        return f"the disk holding {str(folder)!r} is full"
+    text = str(error)
+    lines = [line.strip() for line in text.split("FFMPEG STDERR OUTPUT:")[-1].splitlines() if line.strip()]
+    if "FFMPEG" in text and lines:
+        reason = lines[-1]
+    else:
+        reason = error.strerror or (text.splitlines()[0] if text else "")
+    return f"ffmpeg stopped ({reason[:200]})" if reason else "ffmpeg stopped"
+
+
 def render_animation(
     model: WaveGPT,
     tokenizer: WaveTokenizer,
@@ -758,6 +827,7 @@ def render_animation(
 
     import imageio_ffmpeg
 
+    _sweep_stale_parts(target)
     tmp = _temp_path(target)
     try:
         tmp.touch(exist_ok=False)  # fails now, not after minutes of rendering, if the folder is read-only
@@ -794,6 +864,8 @@ def render_animation(
             if weights is None:
                 raise RuntimeError(f"Layer {layer}'s attention did not record its weights.")
             row = weights[0, head].float().cpu().numpy()
+            last_g = getattr(attn, "last_g", None)  # the Wave Network mixer's global semantics G
+            g = float(last_g[0, head]) if last_g is not None else None
             if len(row) != len(context):  # the mirror below must follow sample_tokens' window rule
                 raise RuntimeError(f"The attention row covers {len(row)} positions but the context window holds "
                                    f"{len(context)} tokens; wavegpt.sampling changed how the window slides.")
@@ -807,7 +879,7 @@ def render_animation(
                 t0 = time.perf_counter()
                 scene.update(step=step, total=tokens, grow=(sub + 1) / frames_per_token, shift=0.5 * sub,
                              query=context[-1], context=context, weights=row, probs=probs, sampled=token,
-                             text_old=prompt + text_now[:common], text_new=text_now[common:])
+                             text_old=prompt + text_now[:common], text_new=text_now[common:], g=g)
                 frame = scene.render()
                 t1 = time.perf_counter()
                 writer.send(frame)
@@ -825,13 +897,15 @@ def render_animation(
         writer = None
         encode_s += time.perf_counter() - t0
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if writer is not None:
             try:
                 writer.close()
             except Exception:  # ffmpeg already failed; the original error is the one to report
                 pass
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # one sentence, not ffmpeg's command line
+            raise OSError(_video_failure(e, target.parent)) from None
         raise
     finally:
         close = getattr(steps, "close", None)

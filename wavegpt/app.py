@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 from .checkpoint import WEIGHTS_NAME, CheckpointError, load_config, resolve_checkpoint
 from .generation import (
+    check_prompt_text,
     check_sampling_args,
     encode_prompt,
     load_for_generation,
@@ -103,17 +104,23 @@ def _stays_inside(root: Path, folder: Path, model: Path) -> bool:
     return all(p.resolve().is_relative_to(base) for p in paths)
 
 
+def _refusal(message: str) -> gr.Error:
+    """The app's answer to a bad request: the sentence on the page, and no traceback in the server's log
+    (a visitor's typo is not a server fault)."""
+    return gr.Error(message, print_exception=False)
+
+
 def _whole(value: Any, what: str) -> int:
     """An integer from the page's number (a slider may send 12.0), else a readable error."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or value != int(value):
-        raise gr.Error(f"{what} must be a whole number, not {value!r}.")
+        raise _refusal(f"{what} must be a whole number, not {value!r}.")
     return int(value)
 
 
 def _real(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise gr.Error(f"{what} must be a number, not {value!r}.")
+        raise _refusal(f"{what} must be a number, not {value!r}.")
     return float(value)
 
 
@@ -194,10 +201,10 @@ class WaveApp:
     def checkpoint_path(self, name: Any) -> Path:
         """The listed folder called `name`; anything not in the list is refused."""
         if not self.checkpoints:
-            raise gr.Error(f"No checkpoints are available: {self.root} holds no model folder.")
+            raise _refusal(f"No checkpoints are available: {self.root} holds no model folder.")
         if not isinstance(name, str) or name not in self.checkpoints:
             shown = repr(name)[:60]
-            raise gr.Error(f"Checkpoint {shown} is not one of the listed checkpoints; choose one from the list.")
+            raise _refusal(f"Checkpoint {shown} is not one of the listed checkpoints; choose one from the list.")
         return self.checkpoints[name]
 
     def load(self, name: Any) -> tuple[WaveGPT, WaveTokenizer]:
@@ -213,7 +220,7 @@ class WaveApp:
                     raise CheckpointError(f"it now leads outside {self.root}")
                 loaded = load_for_generation(path, self.device)
             except (CheckpointError, ValueError, OSError) as e:
-                raise gr.Error(f"Checkpoint {name!r} could not be loaded: {e}") from None
+                raise _refusal(f"Checkpoint {name!r} could not be loaded: {e}") from None
             with self._cache_lock:
                 self._models[name] = loaded
                 while len(self._models) > MODEL_CACHE_SIZE:
@@ -227,9 +234,13 @@ class WaveApp:
         if prompt is None:
             return ""
         if not isinstance(prompt, str):
-            raise gr.Error(f"The prompt must be text, not {type(prompt).__name__}.")
+            raise _refusal(f"The prompt must be text, not {type(prompt).__name__}.")
+        try:
+            check_prompt_text(prompt)
+        except ValueError as e:
+            raise _refusal(str(e)) from None
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise gr.Error(f"The prompt is {len(prompt)} characters long; the app takes at most {MAX_PROMPT_CHARS}.")
+            raise _refusal(f"The prompt is {len(prompt)} characters long; the app takes at most {MAX_PROMPT_CHARS}.")
         return prompt
 
     def sampling_args(self, max_new_tokens: Any, temperature: Any, top_k: Any, top_p: Any,
@@ -237,24 +248,24 @@ class WaveApp:
         """The request's values as stream_text takes them (top-k 0 and top-p 1 mean off)."""
         n = _whole(max_new_tokens, "Max new tokens")
         if not 1 <= n <= self.max_new_tokens:
-            raise gr.Error(f"Max new tokens must be between 1 and {self.max_new_tokens} in the app, not {n}.")
+            raise _refusal(f"Max new tokens must be between 1 and {self.max_new_tokens} in the app, not {n}.")
         temp = _real(temperature, "Temperature")
         if not 0 <= temp <= MAX_TEMPERATURE:
-            raise gr.Error(f"Temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, not {temp:g}.")
+            raise _refusal(f"Temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, not {temp:g}.")
         k = _whole(top_k, "Top-k")
         if k < 0:
-            raise gr.Error(f"Top-k must be 0 (off) or more, not {k}.")
+            raise _refusal(f"Top-k must be 0 (off) or more, not {k}.")
         p = _real(top_p, "Top-p")
         if not MIN_TOP_P <= p <= 1:
-            raise gr.Error(f"Top-p must be between {MIN_TOP_P:g} and 1 (off), not {p:g}.")
+            raise _refusal(f"Top-p must be between {MIN_TOP_P:g} and 1 (off), not {p:g}.")
         s = _whole(seed, "Seed")
         if not 0 <= s <= MAX_SEED:
-            raise gr.Error(f"Seed must be between 0 and {MAX_SEED}, not {s}.")
+            raise _refusal(f"Seed must be between 0 and {MAX_SEED}, not {s if abs(s) < 10**20 else f'{s:.3g}'}.")
         top_k_arg, top_p_arg = (k or None), (None if p >= 1 else p)
         try:
             check_sampling_args(n, temp, top_k_arg, top_p_arg, 1)
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise _refusal(str(e)) from None
         return n, temp, top_k_arg, top_p_arg, s
 
     # -- requests ----------------------------------------------------------------------
@@ -272,7 +283,7 @@ class WaveApp:
                 text += piece
                 yield text
         except (ValueError, RuntimeError) as e:  # e.g. out of memory: one line, and the server lives on
-            raise gr.Error(f"Generation stopped: {e}") from None
+            raise _refusal(f"Generation stopped: {e}") from None
 
     def waves(self, name: Any, prompt: Any) -> tuple[Figure | None, str]:
         """The prompt's wave figure and a line saying what it shows (or why there is none)."""
@@ -298,7 +309,7 @@ class WaveApp:
         from .animation import render_animation
 
         if not settings:
-            raise gr.Error("Generate some text first: the animation replays the last generation's settings.")
+            raise _refusal("Generate some text first: the animation replays the last generation's settings.")
         prompt = self.check_prompt(settings.get("prompt"))
         n, temp, k, p, s = self.sampling_args(settings.get("max_new_tokens"), settings.get("temperature"),
                                               settings.get("top_k"), settings.get("top_p"), settings.get("seed"))
@@ -312,7 +323,7 @@ class WaveApp:
             result = render_animation(model, tokenizer, prompt, tokens=tokens, output=output, temperature=temp,
                                       top_k=k, top_p=p, seed=s, progress=progress)
         except (ValueError, RuntimeError, OSError) as e:
-            raise gr.Error(f"The animation could not be rendered: {e}") from None
+            raise _refusal(f"The animation could not be rendered: {e}") from None
         summary = (f"{len(result.tokens)} tokens, {result.frames} frames, rendered in {result.seconds:.1f} s "
                    f"(seed {s}).")
         return Path(result.path), summary
@@ -427,11 +438,15 @@ def build_app(checkpoint_dir: str | Path, device: str | torch.device = "cpu", de
                               concurrency_limit=1)
 
         inputs = [checkpoint, prompt, max_new, temperature, top_k, top_p, seed]
-        generation = generate_btn.click(on_generate, inputs=inputs, outputs=[output, last], api_name="generate")
+        # preprocess=False: WaveApp's checks see each request's raw values, so a wrong type sent to the API
+        # gets their one sentence, not a component's conversion error and a traceback in the log.
+        generation = generate_btn.click(on_generate, inputs=inputs, outputs=[output, last], api_name="generate",
+                                        preprocess=False)
         generate_btn.click(on_waves_with_generate, inputs=[checkpoint, prompt], outputs=[waves_plot, waves_note],
-                           api_name="waves_on_generate")
+                           api_name="waves_on_generate", preprocess=False)
         stop_btn.click(None, cancels=[generation])
-        waves_btn.click(app.waves, inputs=[checkpoint, prompt], outputs=[waves_plot, waves_note], api_name="waves")
+        waves_btn.click(app.waves, inputs=[checkpoint, prompt], outputs=[waves_plot, waves_note], api_name="waves",
+                        preprocess=False)
         new_seed.click(random_seed, outputs=seed, queue=False, api_name="new_seed")
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     return demo

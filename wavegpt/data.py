@@ -130,10 +130,16 @@ def ensure_shakespeare(cache_dir: Path) -> Path:
     return path
 
 
+class DataWarning(UserWarning):
+    """Data that was read, but not as it stands (shown by the commands as one `warning:` line)."""
+
+
 def _read_files(path: Path) -> list[tuple[Path, bytes]]:
     """A file, or every .txt/.md file under a folder in sorted order (hidden files and folders skipped)."""
     if path.is_file():
         return [(path, path.read_bytes())]
+    if path.exists() and not path.is_dir():  # a device, a pipe, a socket: never read as a corpus
+        raise DataError(f"{path} is not a regular file or folder; give a text file or a folder of .txt/.md files.")
     if not path.is_dir():
         raise DataError(f"{path} does not exist; give a text file or a folder of .txt/.md files.")
     files = sorted(p for p in path.rglob("*")
@@ -144,14 +150,40 @@ def _read_files(path: Path) -> list[tuple[Path, bytes]]:
     return [(f, f.read_bytes()) for f in files]
 
 
+def _utf16(data: bytes) -> str | None:
+    """The UTF-16 encoding of text saved by Windows tools: a byte-order mark, or (without one) a NUL in
+    every other byte of mostly-ASCII text; None when it is not that."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    sample = data[:4096]
+    if len(sample) >= 64 and len(sample) % 2 == 0:
+        if sample[1::2].count(0) > 0.9 * len(sample) / 2:
+            return "utf-16-le"
+        if sample[0::2].count(0) > 0.9 * len(sample) / 2:
+            return "utf-16-be"
+    return None
+
+
 def _decode(data: bytes, source: Path) -> str:
+    encoding = _utf16(data)
+    if encoding is not None:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+        else:
+            warnings.warn(f"{source} is UTF-16 text; it was read as UTF-16 (save it as UTF-8 to silence this).",
+                          DataWarning, stacklevel=3)
+            return text
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
+        data = data[3:]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         # surrogateescape maps each bad byte to its own code point, so the count is in bytes.
         bad = len(re.findall("[\udc80-\udcff]", data.decode("utf-8", "surrogateescape")))
         warnings.warn(f"{source} is not valid UTF-8: {bad} undecodable byte(s) were replaced with U+FFFD.",
-                      stacklevel=3)
+                      DataWarning, stacklevel=3)
         return data.decode("utf-8", "replace")
 
 

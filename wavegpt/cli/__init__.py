@@ -23,3 +23,20 @@ def checkpoint_or_shipped(given: str | None) -> str | Path:
     if shipped is None:
         raise ValueError(generation.NO_SHIPPED_CHECKPOINT)
     return shipped
+
+
+def plain_warnings() -> None:
+    """Show wavegpt's data warnings as one `warning: ...` line, without the source line Python prints
+    under a warning (which reads like a traceback)."""
+    import warnings
+
+    from ..data import DataWarning
+
+    original = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):  # noqa: ANN001 - warnings' own signature
+        if issubclass(category, DataWarning):
+            return f"warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line

@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir()
+    from ..generation import CHECKPOINT_ENV
+
+    if not args.checkpoint_dir and os.environ.get(CHECKPOINT_ENV) and not folder.is_dir():  # a typo, not a fallback
+        print(f"error: ${CHECKPOINT_ENV} is set to {str(folder)!r}, which is not a folder; fix or unset it.",
+              file=sys.stderr)
+        sys.exit(2)
 
     from ..extras import MissingExtraError, require
 
@@ -82,8 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         demo.launch(server_name=host, server_port=port, share=args.share, show_error=True)
-    except OSError as e:  # the port is taken, or the address is not this machine's
-        print(f"error: {e}", file=sys.stderr)
+    except OSError:  # the port is taken, or the address is not this machine's; Gradio's own message names
+        # its Python arguments (server_port=...), so say it in this command's flags instead
+        print(f"error: cannot listen on {host}:{port} (the port is in use or the address is not this machine's); "
+              f"choose another with --port or --host.", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

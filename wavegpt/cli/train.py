@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     from ..data import DataError
     from ..trainer import TrainError, train
     from ..validation import describe_os_error
+    from . import plain_warnings
+
+    plain_warnings()
 
     try:
         args = args_from_cli(argv)
