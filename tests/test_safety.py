@@ -176,6 +176,19 @@ def test_model_files_another_program_wrote_are_never_replaced(tmp_path):
     assert (tmp_path / "swap.old" / "notes.txt").is_file()
 
 
+def test_plots_replace_only_their_own_pngs(tmp_path, capsys):
+    from wavegpt.cli.plots import main
+
+    folder = make_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "spectrogram.png").write_bytes(b"my own spectrogram")
+    code, err = cli(main, ["--checkpoint", folder, "--out", out], capsys)
+    assert code == 2 and "spectrogram.png was not written by wavegpt" in err and err.count("\n") == 1, err
+    assert (out / "spectrogram.png").read_bytes() == b"my own spectrogram"
+    assert sorted(p.name for p in out.iterdir()) == ["spectrogram.png"]
+
+
 def test_saved_folders_are_readable_by_others(run):
     for folder in (run / "checkpoint", run / "best"):
         assert folder.stat().st_mode & 0o055 == 0o055 & ~current_umask(), oct(folder.stat().st_mode)

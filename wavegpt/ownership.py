@@ -246,3 +246,26 @@ def _read_holder(fd: int) -> str:
     if len(text) >= 2 and text[0].isdigit():
         return f" (pid {text[0]} on {text[1]})"
     return ""
+
+
+def is_wavegpt_png(path: Path) -> bool:
+    """A PNG that wavegpt drew: its Software text chunk says wavegpt (plots from before that tag carry
+    matplotlib's, and are accepted under wavegpt's own plot names only, which the caller checks)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and (b"Software\x00wavegpt" in head or b"Software\x00Matplotlib" in head)
+
+
+def check_names_free(folder: Path, names: list[str], ours=is_wavegpt_png) -> None:
+    """Refuse (OwnershipError) when one of `names` in `folder` holds something wavegpt did not write."""
+    folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise OwnershipError(f"{folder} is a file, not a folder.")
+    for name in names:
+        path = folder / name
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file() or not ours(path)):
+            raise OwnershipError(f"{path} was not written by wavegpt, so it will not be replaced; choose another "
+                                 f"folder.")

@@ -42,7 +42,7 @@ def plot_learning_curve(metrics_path: str | Path, out_png: str | Path) -> Path:
     ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png)
+    fig.savefig(out_png, metadata=PNG_METADATA)
     plt.close(fig)
     return out_png
 
@@ -93,8 +93,11 @@ def token_label(text: str, width: int = 10) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
+PNG_METADATA = {"Software": "wavegpt"}  # how wavegpt recognises its own plots (see wavegpt/ownership.py)
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    fig.savefig(path, dpi=DPI, facecolor="white", metadata=PNG_METADATA)
     plt.close(fig)
     return path
 
@@ -195,6 +198,9 @@ def plot_wave_model(
         raise ValueError(f"Metrics file {metrics_path} does not exist.")
     metrics = Path(metrics_path) if metrics_path is not None else _find_metrics(checkpoint_folder, resolved)
     out_dir = Path(out_dir)
+    from .ownership import check_names_free
+
+    check_names_free(out_dir, [f"{name}.png" for name in PLOT_NAMES])  # replaces only its own plots
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     if metrics is not None and read_metrics(metrics):
