@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute the whole context for every token instead of decoding incrementally "
                         "(same tokens, much slower; for checking)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's, one per core); pass 1 when other programs keep "
+                        "the cores busy, where waiting threads make decoding many times slower")
     return p
 
 
@@ -73,6 +76,12 @@ def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     top_k = None if args.top_k == 0 else args.top_k
     check_prompt_text(args.prompt)  # before anything is printed or loaded
+    if args.threads is not None:
+        if not 1 <= args.threads <= 1024:
+            raise ValueError(f"--threads must be a whole number from 1 to 1024, not {args.threads}.")
+        import torch
+
+        torch.set_num_threads(args.threads)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples,
                         args.repetition_penalty)
