@@ -7,7 +7,8 @@ mode's per-token cost stays flat as the context grows.
 (a) For each preset, new tokens/s with the cache and without it, generating --new-tokens
     from a --prompt-tokens prompt at the size's block_size (small: 256, so a run may cross
     one slide of the window), and the speedup (target >= 5x).
-(b) pure_wave_linear with block_size 2048: time per decoded token after prefilling a
+(b) The constant-state mixers (--flat-presets: pure_wave_linear, wave_network,
+    wave_network_modulation) with block_size 2048: time per decoded token after prefilling a
     prompt of --short-context and of --long-context tokens, and their ratio (target <= 1.3x:
     the recurrent state does not grow with the context).
 
@@ -61,7 +62,10 @@ def seconds_per_decoded_token(model: WaveGPT, idx: torch.Tensor, new_tokens: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="small", help="size preset (default small)")
-    p.add_argument("--presets", nargs="+", default=["full_physics", "classic", "pure_wave_linear"])
+    p.add_argument("--presets", nargs="+", default=["full_physics", "classic", "pure_wave_linear", "wave_network",
+                                                    "wave_network_modulation"])
+    p.add_argument("--flat-presets", nargs="+", default=["pure_wave_linear", "wave_network", "wave_network_modulation"],
+                   help="presets timed in part (b)")
     p.add_argument("--vocab", type=int, default=1024)
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=256)
@@ -87,17 +91,19 @@ def main() -> None:
         print(f"| {preset} | {model.config.block_size} | {on:.1f} | {off:.1f} | {on / off:.1f}x |", flush=True)
 
     block = max(2048, args.long_context + args.decode_tokens + 1)
-    print(f"\n(b) pure_wave_linear, block_size {block}: cached decoding after a prefill")
-    print("| context | ms/token |")
-    print("|---|---|")
-    model = build(args.model, "pure_wave_linear", args.vocab, block_size=block)
-    times = {}
-    for ctx in (args.short_context, args.long_context):
-        seconds_per_decoded_token(model, prompt(model, ctx), 4)  # warm-up at this length
-        times[ctx] = seconds_per_decoded_token(model, prompt(model, ctx), args.decode_tokens)
-        print(f"| {ctx} | {1000 * times[ctx]:.2f} |", flush=True)
-    ratio = times[args.long_context] / times[args.short_context]
-    print(f"\nlong/short time per token: {ratio:.2f}x (target <= 1.3x)")
+    print(f"\n(b) block_size {block}: cached decoding after a prefill")
+    print(f"| preset | ms/token at context {args.short_context} | at {args.long_context} "
+          f"| long/short (target <= 1.3x) |")
+    print("|---|---|---|---|")
+    for preset in args.flat_presets:
+        model = build(args.model, preset, args.vocab, block_size=block)
+        times = {}
+        for ctx in (args.short_context, args.long_context):
+            seconds_per_decoded_token(model, prompt(model, ctx), 4)  # warm-up at this length
+            times[ctx] = seconds_per_decoded_token(model, prompt(model, ctx), args.decode_tokens)
+        ratio = times[args.long_context] / times[args.short_context]
+        print(f"| {preset} | {1000 * times[args.short_context]:.2f} | {1000 * times[args.long_context]:.2f} | "
+              f"{ratio:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

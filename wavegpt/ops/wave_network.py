@@ -109,7 +109,9 @@ def wave_network(
     return out, (energies[0][:, -1], energies[1][:, -1])
 
 
-def wave_network_step(w1: torch.Tensor, w2: torch.Tensor, op: str, state: State | None = None) -> tuple[torch.Tensor, State]:
+def wave_network_step(
+    w1: torch.Tensor, w2: torch.Tensor, op: str, state: State | None = None
+) -> tuple[torch.Tensor, State]:
     """One token (B, 1, d) from the running energies (B, d): the decoding form."""
     _check_op(op)
     x1, x2 = w1[:, 0], w2[:, 0]
@@ -126,3 +128,44 @@ def wave_phases(w: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
     g = torch.sqrt(energy + EPS)
     ratio = torch.clamp(w / g, -1.0, 1.0)
     return torch.atan2(torch.sqrt(1 - ratio**2), ratio)
+
+
+# --- the paper's (non-causal) form, for classifying whole texts ---------------------------
+
+
+def global_wave_network(w1: torch.Tensor, w2: torch.Tensor, op: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """G over every real token of the text (the paper's classifier): (B, T, d) -> (B, T, d) magnitudes.
+
+    Per text and dimension, G^2 = E = sum over unmasked tokens of w^2 (padding is masked out of
+    it); each token's complex value is w + i sqrt(E - w^2), of magnitude G.
+    """
+    _check_op(op)
+    if mask is not None:
+        m = mask.to(w1.dtype)[..., None]
+        w1, w2 = w1 * m, w2 * m
+    e1 = (w1 * w1).sum(dim=1, keepdim=True)
+    e2 = (w2 * w2).sum(dim=1, keepdim=True)
+    # the energy of the other tokens; clamp: E - w^2 may round below zero for a one-token text
+    return _combine(w1, w2, torch.clamp(e1 - w1 * w1, min=0.0), torch.clamp(e2 - w2 * w2, min=0.0), op)
+
+
+def naive_global_wave_network(w1: torch.Tensor, w2: torch.Tensor, op: str,
+                              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference for `global_wave_network`, one text at a time through atan2 and complex numbers."""
+    _check_op(op)
+    outs = []
+    for b in range(w1.shape[0]):
+        keep = slice(None) if mask is None else mask[b].bool()
+        rows = []
+        for w in (w1[b], w2[b]):
+            real = w[keep]
+            g = torch.sqrt((real**2).sum(dim=0) + EPS)  # padding excluded
+            ratio = w / g
+            alpha = torch.atan2(torch.sqrt(torch.clamp(1 - ratio**2, min=0.0)), ratio)
+            rows.append(torch.polar(g.expand_as(w), alpha))
+        z = rows[0] + rows[1] if op == "interference" else rows[0] * rows[1]
+        out = z.abs()
+        if mask is not None:
+            out = torch.where(mask[b].bool()[:, None], out, torch.zeros_like(out))
+        outs.append(out)
+    return torch.stack(outs)
