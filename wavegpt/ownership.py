@@ -156,6 +156,8 @@ def replaceable_model_folder(folder: Path) -> bool:
     """True when the whole folder may be swapped atomically: missing, empty, or nothing but wavegpt's
     model files and a model card (which is carried over)."""
     folder = Path(folder)
+    if folder.is_symlink():  # the link stays; the files go into the folder it points to
+        return False
     if not folder.exists():
         return True
     names = {p.name for p in folder.iterdir()}

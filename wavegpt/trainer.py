@@ -35,8 +35,16 @@ from .hub import machine_description
 from .model import WaveGPT, is_wave_parameter
 from .ownership import RUN_LOCK, RUN_MARKER, RunLock, RunLockedError, holds_run, is_run_folder, run_owned
 from .physics import RGD, QFELoss
-from .scaling import (all_finite, build_accelerator, check_optimizer_fits, describe, full_tensor, plain_state_dict,
-                      shared_atomic_folder, tracker_init_kwargs)
+from .scaling import (
+    all_finite,
+    build_accelerator,
+    check_optimizer_fits,
+    describe,
+    full_tensor,
+    plain_state_dict,
+    shared_atomic_folder,
+    tracker_init_kwargs,
+)
 from .tokenizer import WaveTokenizer
 from .validation import check_train_args
 
@@ -286,6 +294,10 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
     with accelerator.main_process_first():
         corpus = prepare_corpus(args.dataset, args.data, config.vocab_size, cache, tokenizer=tokenizer)
     check_corpus_fits(corpus, config.block_size)
+    if args.batch_size * config.block_size > len(corpus.train):  # an oversized request, refused before allocating
+        raise TrainError(f"--batch-size {args.batch_size} x context {config.block_size} is "
+                         f"{args.batch_size * config.block_size:,} tokens per micro-batch, more than the whole "
+                         f"training split ({len(corpus.train):,} tokens); lower --batch-size.")
     config.vocab_size = corpus.tokenizer.vocab_size
     config.extra = {"data": corpus.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val),
                     "machine": machine_description(),

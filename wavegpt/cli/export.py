@@ -123,6 +123,7 @@ def _onnx(model, tokenizer, corpus, tmp: Path, out: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     from ..checkpoint import CheckpointError, load_model, model_folder_writer, resolve_checkpoint
     from ..data import DataError
+    from ..generation import check_tokenizer_matches
     from ..ownership import check_model_target
     from ..tokenizer import WaveTokenizer
 
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         check_model_target(Path(ns.out))  # before the slow evaluation: never a file, a run, or another's model
         model = load_model(source)
         tokenizer = WaveTokenizer.load(source)
+        check_tokenizer_matches(tokenizer, model, source / "tokenizer.json", source)  # never ship a mismatched pair
         run_json = Path(given) / "run.json"
         run = json.loads(run_json.read_text()) if run_json.is_file() else {}
         corpus = _corpus(ns, run, model.config.extra.get("data"), tokenizer, model.config.block_size)

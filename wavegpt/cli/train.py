@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     from ..checkpoint import CheckpointError
     from ..data import DataError
     from ..trainer import TrainError, train
+    import torch
+
     from ..validation import describe_os_error
     from . import plain_warnings
 
@@ -137,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         train(args)
     except (ConfigError, DataError, CheckpointError, TrainError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        print(f"error: out of memory ({type(e).__name__}); lower --batch-size or --block-size (what was saved "
+              f"before is intact).", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # a full disk, a read-only folder: the checkpoints saved before are intact
         print(f"error: the run stopped because writing failed ({describe_os_error(e)}); what was saved before "
