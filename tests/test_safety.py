@@ -20,17 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import make_checkpoint, tiny_config
 from tests.test_train import TINY_ARCH, prose, snapshot
 from wavegpt import WaveGPT, WaveGPTConfig
 from wavegpt.checkpoint import CheckpointError
 from wavegpt.config import ConfigError
-from wavegpt.ownership import RUN_LOCK, RUN_MARKER, OwnershipError, RunLock, RunLockedError, is_run_folder
+from wavegpt.ownership import RUN_LOCK, OwnershipError, RunLock, RunLockedError, is_run_folder
 from wavegpt.tokenizer import WaveTokenizer
 from wavegpt.trainer import TrainArgs, TrainError, train
-from wavegpt.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [  # pandas 3 deprecations inside gradio's queue, not ours
@@ -537,3 +535,13 @@ def test_a_video_that_cannot_be_written_is_one_sentence():
     message = _video_failure(ffmpeg, ROOT)
     assert "ffmpeg -y" not in message and "No space left on device" in message and "\n" not in message
     assert "is full" in _video_failure(OSError(errno.ENOSPC, "No space left on device"), ROOT)
+
+
+def test_bench_replaces_only_its_own_results(tmp_path, capsys):
+    from wavegpt.cli.bench import main
+
+    (tmp_path / "results.md").write_text("my lab notes\n")
+    code, err = cli(main, ["--out", tmp_path, "--presets", "baseline", "--seeds", "0", "--max-tokens", "1000"],
+                    capsys)
+    assert code == 2 and "results.md was not written by wavegpt" in err and err.count("\n") == 1, err
+    assert (tmp_path / "results.md").read_text() == "my lab notes\n" and not (tmp_path / "runs").exists()

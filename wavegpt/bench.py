@@ -25,7 +25,7 @@ from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig
 # "preset+field=value+field=value").
 ALIASES: dict[str, str] = {
     # the wave model as it was before position moved into the interference (0.1's full_physics)
-    "seed_faithful": "full_physics+position=embedding+temperature_init=sqrt_waves",
+    "seed_faithful": "full_physics+position=embedding+temperature_init=sqrt_waves+amplitude_init=unit",
 }
 
 
@@ -225,7 +225,7 @@ def plot_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out:
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out / "val_curves.png")
-    fig.savefig(paths[-1])
+    fig.savefig(paths[-1], metadata={"Software": "wavegpt"})
     plt.close(fig)
 
     for key, title, ylabel, name in (
@@ -246,7 +246,7 @@ def plot_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out:
         ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()
         paths.append(out / name)
-        fig.savefig(paths[-1])
+        fig.savefig(paths[-1], metadata={"Software": "wavegpt"})
         plt.close(fig)
     return paths
 
@@ -254,6 +254,10 @@ def plot_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out:
 def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
     args.validate()
     out = Path(args.out)
+    from .ownership import check_names_free, is_bench_file
+
+    check_names_free(out, ["results.json", "results.md", "val_curves.png", "final_nats_per_char.png",
+                           "tokens_per_s.png"], ours=is_bench_file)  # replaces only its own results
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     controls = ["classic", "classic_rope"] if args.controls else []

@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, WaveGPTConfig
-from .ownership import CARRIED_FILES, MODEL_FILES, check_model_target, is_model_folder, replaceable_model_folder
 from .model.gpt import WaveGPT
+from .ownership import CARRIED_FILES, MODEL_FILES, check_model_target, is_model_folder, replaceable_model_folder
 from .tokenizer import WaveTokenizer
 
 CONFIG_NAME = "config.json"

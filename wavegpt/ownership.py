@@ -43,6 +43,7 @@ RUN_ENTRIES = (
     # What a training run writes into its folder. Anything else in a run folder is the user's.
     "checkpoint", "best", "metrics.jsonl", "run.json", "tokenizer.json", "learning_curve.png",
     "wavegpt", "tensorboard",  # the Accelerate trackers' logs
+    "bench_result.json",  # wavegpt-bench's record of a finished run
     RUN_MARKER, RUN_LOCK,
 )
 # Entries whose presence means a run has written here (the marker and lock alone do not).
@@ -271,3 +272,21 @@ def check_names_free(folder: Path, names: list[str], ours=is_wavegpt_png) -> Non
         if os.path.lexists(path) and (path.is_symlink() or not path.is_file() or not ours(path)):
             raise OwnershipError(f"{path} was not written by wavegpt, so it will not be replaced; choose another "
                                  f"folder.")
+
+
+def is_bench_file(path: Path) -> bool:
+    """wavegpt-bench's own results (results.json, results.md) or comparison plots."""
+    path = Path(path)
+    if path.suffix == ".png":
+        return is_wavegpt_png(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(data, dict) and {"machine", "summary", "runs"} <= set(data)
+    return text.startswith("Budget per run: ")

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         require("viz", "wavegpt-bench", ("matplotlib",))  # for its comparison plot
         run_benchmark(args)
-    except (ConfigError, RuntimeError, MissingExtraError) as e:
+    except (ConfigError, RuntimeError, MissingExtraError, ValueError) as e:  # e.g. a foreign results.json
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

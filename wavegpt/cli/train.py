@@ -122,11 +122,11 @@ def args_from_cli(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> None:
+    import torch
+
     from ..checkpoint import CheckpointError
     from ..data import DataError
     from ..trainer import TrainError, train
-    import torch
-
     from ..validation import describe_os_error
     from . import plain_warnings
 
