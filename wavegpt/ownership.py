@@ -44,6 +44,7 @@ RUN_ENTRIES = (
     "checkpoint", "best", "metrics.jsonl", "run.json", "tokenizer.json", "learning_curve.png",
     "wavegpt", "tensorboard",  # the Accelerate trackers' logs
     "bench_result.json",  # wavegpt-bench's record of a finished run
+    "trackers.json",  # the trackers' run ids, so that --resume continues them
     RUN_MARKER, RUN_LOCK,
 )
 # Entries whose presence means a run has written here (the marker and lock alone do not).
