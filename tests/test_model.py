@@ -19,7 +19,8 @@ VARIANTS = ALL + ["seed_faithful"]
 
 def variant_config(name: str, **overrides):
     if name == "seed_faithful":
-        return tiny_config("full_physics", position="embedding", temperature_init="sqrt_waves", **overrides)
+        return tiny_config("full_physics", position="embedding", temperature_init="sqrt_waves", amplitude_init="unit",
+                           **overrides)
     return tiny_config(name, **overrides)
 
 

@@ -45,7 +45,7 @@ SIZES: dict[str, dict[str, int]] = {
     "large": dict(d_model=768, n_layers=12, n_heads=12, num_waves=96, num_harmonics=4, block_size=512),
 }
 
-_WAVE = dict(model_type="wave", activation="sin", position="rotary")
+_WAVE = dict(model_type="wave", activation="sin", position="rotary", amplitude_init="small")
 _PURE = dict(_WAVE, attention="pure_wave", position="none", bootstrap_embedding=False, optimizer="rgd", loss="qfe")
 PRESETS: dict[str, dict[str, Any]] = {
     "full_physics": dict(_WAVE, attention="interference", optimizer="rgd", loss="qfe"),

@@ -119,20 +119,27 @@ class InterferenceAttention(_Mixer):
         self.resid_drop = nn.Dropout(config.dropout)
         self.rotary_base = config.rope_base if config.position == "rotary" else None
 
-    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The interfering waves: q already divided by the temperature, (B, H, T, W) each."""
+    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The interfering waves q (already divided by the temperature) and k, (B, H, T, W), and v."""
         B, T, _ = x.shape
-        q = F.normalize(self._heads(self.q_proj(x), B, T) + self.q_phase, dim=-1)
-        k = F.normalize(self._heads(self.k_proj(x), B, T) + self.k_phase, dim=-1)
+        # One matrix product for the three projections (they stay three modules in the checkpoint).
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        n = self.q_proj.out_features
+        q, k, v = F.linear(x, weight, bias).split([n, n, self.v_proj.out_features], dim=-1)
+        q = F.normalize(self._heads(q, B, T) + self.q_phase, dim=-1)
+        k = F.normalize(self._heads(k, B, T) + self.k_phase, dim=-1)
         if self.rotary_base is not None:
             q = apply_rotary(q, start_pos, self.rotary_base)
             k = apply_rotary(k, start_pos, self.rotary_base)
-        return q * torch.exp(-self.log_temperature), k
+        return q * torch.exp(-self.log_temperature), k, self._heads(v, B, T)
+
+    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        q, k, _ = self._qkv(x, start_pos)
+        return q, k
 
     def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k = self.query_key(x, start_pos)
-        v = self._heads(self.v_proj(x), B, T)
+        q, k, v = self._qkv(x, start_pos)
         return self._softmax_mix(q, k, v, cache)
 
 

@@ -19,8 +19,14 @@ def naive_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
-    """Fast form through torch's fused scaled_dot_product_attention."""
+    """Fast form through torch's fused scaled_dot_product_attention.
+
+    The fused kernels want one head size for q, k and v: narrower q and k (interference
+    attention's num_waves) are padded with zeros, which leaves every q.k unchanged.
+    """
     Tq, Tk = q.shape[-2], k.shape[-2]
+    if q.shape[-1] < v.shape[-1]:
+        q, k = (F.pad(t, (0, v.shape[-1] - t.shape[-1])) for t in (q, k))
     if Tq == Tk:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=1.0)
     if Tq == 1:  # one new token sees the whole cache
