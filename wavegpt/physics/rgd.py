@@ -51,6 +51,21 @@ def resonance_gate(weight: torch.Tensor, update: torch.Tensor, alpha: float, eps
     return gated.to(update.dtype)
 
 
+def _gated_update(p: torch.Tensor, update: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
+    """The gate on p viewed as (shape[0], -1). A parameter sharded by FSDP2 (a DTensor) is gated as the
+    whole matrix: the 2-D FFT mixes every row, so a gate computed per shard would be a different
+    operator, changing with the number of processes. Every process gathers the weight and the update
+    (two all-gathers, the size of FSDP's own forward gather), computes the same full gate and keeps its
+    own shard, so sharded RGD equals unsharded RGD."""
+    if hasattr(p, "full_tensor"):  # a DTensor
+        from torch.distributed.tensor import distribute_tensor
+
+        whole = _gated_update(p.full_tensor(), update.full_tensor(), alpha, eps)
+        return distribute_tensor(whole, p.device_mesh, p.placements, src_data_rank=None)
+    rows = p.shape[0]
+    return resonance_gate(p.reshape(rows, -1), update.reshape(rows, -1), alpha, eps).reshape(p.shape)
+
+
 class RGD(torch.optim.Optimizer):
     """AdamW with decoupled weight decay, plus the resonance gate on every parameter of 2 or more
     dims (viewed as (shape[0], -1)). Vectors (biases, norms) get the plain AdamW update."""
@@ -122,9 +137,7 @@ class RGD(torch.optim.Optimizer):
                 self._alpha = alpha
                 if alpha > 0 and p.dim() >= 2:
                     update = (exp_avg / bias_correction1) / denom
-                    rows = p.shape[0]
-                    gated = resonance_gate(p.reshape(rows, -1), update.reshape(rows, -1), alpha, eps)
-                    p.add_(gated.reshape(p.shape), alpha=-lr)
+                    p.add_(_gated_update(p, update, alpha, eps), alpha=-lr)
                 else:
                     p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
         return loss
