@@ -190,6 +190,9 @@ def test_plots_replace_only_their_own_pngs(tmp_path, capsys):
 def test_saved_folders_are_readable_by_others(run):
     for folder in (run / "checkpoint", run / "best"):
         assert folder.stat().st_mode & 0o055 == 0o055 & ~current_umask(), oct(folder.stat().st_mode)
+        for name in ("model.safetensors", "config.json", "tokenizer.json"):
+            mode = (folder / name).stat().st_mode
+            assert mode & 0o044 == 0o044 & ~current_umask(), (name, oct(mode))
 
 
 def current_umask() -> int:

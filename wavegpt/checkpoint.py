@@ -134,6 +134,7 @@ def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = 
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
                for k, v in state.items()}
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "library": "wavegpt"})
+    os.chmod(folder / WEIGHTS_NAME, 0o666 & ~_UMASK)  # safetensors writes it owner-only
     (folder / CONFIG_NAME).write_text(model.config.to_json() + "\n", encoding="utf-8")
 
 
