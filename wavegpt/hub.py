@@ -37,7 +37,7 @@ def is_repo_id(name: str | Path) -> bool:
 def download(repo_id: str, revision: str | None = None) -> Path:
     """The snapshot folder of a model repo (from the cache when offline or already there)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES,
@@ -48,7 +48,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     except LocalEntryNotFoundError:
         raise HubError(f"{repo_id} is not a local folder, and the Hugging Face Hub cache has no copy of it "
                        "(offline, or the Hub cannot be reached).") from None
-    except (HfHubHTTPError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 -- HTTP clients raise many unrelated types; the user needs one sentence
         raise HubError(f"Could not download {repo_id} from the Hugging Face Hub ({_one_line(e)}).") from None
 
 
@@ -59,7 +59,6 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     A folder without a README.md gets a generated model card first (an existing card is kept).
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
     if not any((folder / name).is_file() for name in ("model.safetensors", "model.onnx")):
@@ -71,7 +70,7 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=MODEL_FILES,
                                  commit_message=commit_message or f"Upload {folder.name} with wavegpt")
-    except (HfHubHTTPError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 -- HTTP clients raise many unrelated types; the user needs one sentence
         raise HubError(f"Could not push {folder} to {repo_id} on the Hugging Face Hub ({_one_line(e)}).") from None
     return str(getattr(info, "commit_url", info))
 
