@@ -27,6 +27,7 @@ its holder dies (even by SIGKILL), so a stale lock file never blocks `--resume`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -232,7 +233,13 @@ class RunLock:
 
 def _lock_fd(fd: int) -> None:
     if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise
+        except OSError as e:  # a file system without locks (some network mounts): train unlocked
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
         return
     import msvcrt  # pragma: no cover
 
