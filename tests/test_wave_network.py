@@ -196,3 +196,33 @@ def test_animation_draws_a_wave_network_checkpoint(tmp_path: Path):
     result = render_animation(model, tok, "the king", tokens=3, output=tmp_path / "wn.mp4", size=(320, 180),
                               seed=0)
     assert result.frames == 3 and len(result.tokens) == 3 and (tmp_path / "wn.mp4").stat().st_size > 0
+
+
+def test_the_app_serves_a_wave_network_checkpoint(tmp_path: Path):
+    """The app's server side streams generate.py's text and renders the animation for the preset."""
+    from wavegpt.app import WaveApp
+    from wavegpt.generation import generate_texts, load_for_generation
+
+    make_checkpoint(tmp_path / "models" / "wn", "wave_network")
+    app = WaveApp(tmp_path / "models")
+    (name, _), = [(n, p) for n, p in app.checkpoints.items()]
+    *_, text = app.generate(name, "the sea", 12, 0.8, 50, 1.0, 7)
+    model, tok = load_for_generation(tmp_path / "models" / "wn")
+    assert text == generate_texts(model, tok, "the sea", 12, 0.8, 50, 1.0, seed=7)[0]
+    path, summary = app.animate(dict(checkpoint=name, prompt="the sea", max_new_tokens=3, temperature=0.8, top_k=50,
+                                     top_p=1.0, seed=7))
+    assert path.stat().st_size > 0 and summary.startswith("3 tokens")
+
+
+def test_plots_show_the_phase_pattern_of_a_wave_network_model():
+    import numpy as np
+
+    from wavegpt.plots import interference_matrix
+
+    torch.manual_seed(0)
+    model = WaveGPT(tiny_config("wave_network")).eval()
+    matrix, what = interference_matrix(model, list(range(1, 13)), layer=-1, head=1)
+    assert matrix.shape == (12, 12) and "phase" in what
+    assert np.isnan(matrix[np.triu_indices(12, 1)]).all()
+    low = matrix[np.tril_indices(12)]
+    assert (low >= 0).all() and (low <= np.pi).all()

@@ -124,7 +124,8 @@ def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int 
     import torch
 
     from .model.attention import CausalSelfAttention, InterferenceAttention, PureWaveAttention
-    from .ops import feature_map
+    from .model.wave_network import WaveNetworkMixer
+    from .ops import feature_map, wave_phases
     from .ops.linear_attention import EPS
 
     attn = model.blocks[layer].attn
@@ -163,6 +164,13 @@ def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int 
         elif isinstance(attn, CausalSelfAttention):
             weights = attn.attention_weights(x)[0, head]
             what = "softmax weight"
+        elif isinstance(attn, WaveNetworkMixer):  # no weights: token s's phase against the prefix's G at t
+            w1 = attn.proj1(x)[0]  # (T, d)
+            energy = torch.cumsum(w1 * w1, dim=0)  # G_t^2 over tokens <= t
+            group = w1.shape[-1] // attn.n_heads
+            cols = slice(head * group, (head + 1) * group)
+            weights = wave_phases(w1[None, :, cols], energy[:, None, cols]).mean(-1)  # (t, s)
+            what = "phase α of key token against G at the query (rad, mean over the head's dims)"
         else:  # pragma: no cover - every mixer wavegpt builds is handled above
             raise ValueError(f"No interference pattern for {type(attn).__name__}.")
         out = weights.float().cpu().numpy().copy()
@@ -499,6 +507,8 @@ class WaveContext:
         ax.set_xlabel(f"key position (attended to; the sample text's {self.which}{n} tokens)")
         ax.set_ylabel("query position (attending)")
         mixer = self.cfg.attention if self.cfg.attention == "interference" else f"pure wave, {self.cfg.mode}"
+        if self.cfg.attention.startswith("wave_network"):
+            mixer = f"Wave Network, {'modulation' if 'modulation' in self.cfg.attention else 'interference'}"
         ax.set_title(f"Interference pattern: layer {layer + 1}/{self.cfg.n_layers}, head 1/{self.cfg.n_heads} "
                      f"({mixer}, causal; grey = future)", fontsize=11)
         fig.tight_layout()
