@@ -64,7 +64,8 @@ def test_fsdp2_trains_like_ddp_gates_rgd_on_whole_matrices_and_resumes_exactly(c
     """One `accelerate launch --use_fsdp --fsdp_version 2` with two CPU processes, five runs of 4 steps:
     AdamW (baseline) under DDP and FSDP2; RGD + QFE (full_physics, the bootstrap embedding's wave_ratio
     sharded too, gate on from step 1) under DDP, and under FSDP2 stopped at step 2 and resumed from the
-    sharded checkpoint. Evaluation uses 3 batches on 2 processes."""
+    sharded checkpoint; and full_physics under FSDP2 in bf16 (parameters cast by FSDP's mixed-precision
+    policy, activations by autocast). Evaluation uses 3 batches on 2 processes."""
     root = tmp_path / "runs"
     cmd = [*LAUNCH, "--mixed_precision", "no", "--main_process_port", str(free_port()), "--use_fsdp",
            "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
@@ -72,7 +73,7 @@ def test_fsdp2_trains_like_ddp_gates_rgd_on_whole_matrices_and_resumes_exactly(c
            "--fsdp_reshard_after_forward", "true", "--fsdp_cpu_ram_efficient_loading", "false",
            "tests/scale_worker.py", str(root), str(corpus), str(cache),
            "adamw_ddp:baseline:ddp", "rgd_ddp:full_physics:ddp", "adamw_fsdp:baseline",
-           "rgd_fsdp:full_physics:stop=2", "rgd_fsdp:full_physics:resume"]
+           "rgd_fsdp:full_physics:stop=2", "rgd_fsdp:full_physics:resume", "bf16_fsdp:full_physics:bf16"]
     ok(subprocess.run(cmd, cwd=REPO, env=cli_env(cache), capture_output=True, text=True, timeout=300))
 
     record = json.loads((root / "rgd_fsdp" / "run.json").read_text())["accelerate"]
@@ -90,9 +91,14 @@ def test_fsdp2_trains_like_ddp_gates_rgd_on_whole_matrices_and_resumes_exactly(c
     state = root / "rgd_fsdp" / "checkpoint" / "accelerate"
     assert {p.name for p in state.iterdir()} >= {"optimizer_0", "random_states_0.pkl", "random_states_1.pkl"}
     assert WaveGPT.from_pretrained(root / "rgd_fsdp").embedding.wave_ratio.shape == (1,)
+    bf16 = json.loads((root / "bf16_fsdp" / "run.json").read_text())["accelerate"]
+    assert bf16["precision"] == "bf16" and bf16["distributed_type"] == "FSDP"
+    assert {m["precision"] for m in metrics(root / "bf16_fsdp")} == {"bf16"}
+    assert_finite_checkpoint(root / "bf16_fsdp" / "checkpoint")
     # Evaluation: 3 batches on 2 processes, yet each process ran 2 forward passes per evaluation (two each run).
     counts = [json.loads((root / f"forwards_{rank}.json").read_text()) for rank in (0, 1)]
-    assert counts[0] == counts[1] == {name: 4 for name in ("adamw_ddp", "rgd_ddp", "adamw_fsdp", "rgd_fsdp")}
+    assert counts[0] == counts[1] == {name: 4 for name in ("adamw_ddp", "rgd_ddp", "adamw_fsdp", "rgd_fsdp",
+                                                           "bf16_fsdp")}
 
 
 def test_two_process_ddp_trains_in_bf16_with_the_launchers_settings(corpus, cache, tmp_path):

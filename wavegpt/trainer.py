@@ -210,7 +210,8 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, args: TrainArgs, block_size
         i = j * processes + rank
         x, y = batches[min(i, len(batches) - 1)]
         x, y = x.to(accelerator.device), y.to(accelerator.device)
-        _, loss = model(x, y)
+        with accelerator.autocast():
+            _, loss = model(x, y)
         weight = 1.0 if i < len(batches) else 0.0
         total += weight * torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()), device=total.device)])
     total = accelerator.reduce(total, reduction="sum")
@@ -369,13 +370,15 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
             x, y = get_batch(corpus.train, args.batch_size, T, data_rng)
             x, y = x.to(accelerator.device), y.to(accelerator.device)
             with accelerator.accumulate(model):
-                logits, ce = model(x, y)
-                if loss_fn is not None:
-                    with accelerator.autocast():  # the prepared model's forward runs under it; the loss too
+                # Autocast here too: Accelerate wraps a DDP model's forward in it, but under FSDP2 it only
+                # casts parameters (float32 activations would then meet bf16 weights); and the loss runs in it.
+                with accelerator.autocast():
+                    logits, ce = model(x, y)
+                    if loss_fn is not None:
                         parts = loss_fn(logits, y, return_components=True)
-                    loss, coherence = parts["total"], parts["coherence"]
-                else:
-                    loss, coherence = ce, torch.zeros((), device=ce.device)
+                        loss, coherence = parts["total"], parts["coherence"]
+                    else:
+                        loss, coherence = ce, torch.zeros((), device=ce.device)
                 accelerator.backward(loss)
             sums += torch.stack([loss.detach().float(), ce.detach().float(), coherence.detach().float()])
         sums = accelerator.reduce(sums, reduction="mean") / grad_accum
