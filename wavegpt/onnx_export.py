@@ -40,15 +40,26 @@ def export_onnx(model: WaveGPT, path: str | Path) -> Path:
     require("onnx", "ONNX export")
     path = Path(path)
     model = model.float().cpu().eval()
+    # Linear attention's chunked form fixes the sequence length in the traced graph; its naive
+    # (masked quadratic) twin computes the same thing for any length.
+    linear = model.config.mode == "linear"
+    if linear:
+        model.set_attention_impl("reference")
     block = model.config.block_size
     example = torch.zeros(2, min(8, block), dtype=torch.long)
     batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
     shapes = {"input_ids": {0: batch, 1: torch.export.Dim("sequence", min=1, max=block)}}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):  # stdout stays the command's
-        warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
-        program = torch.onnx.export(_Logits(model), (example,), dynamo=True, input_names=["input_ids"],
-                                    output_names=["logits"], dynamic_shapes=shapes, external_data=False,
-                                    verbose=False)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):  # stdout stays the command's
+            warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
+            program = torch.onnx.export(_Logits(model), (example,), dynamo=True, input_names=["input_ids"],
+                                        output_names=["logits"], dynamic_shapes=shapes, external_data=False,
+                                        verbose=False)
+    except Exception as e:  # noqa: BLE001 -- the exporter raises many types; the user needs one sentence
+        raise ValueError(f"torch.onnx could not export this model ({' '.join(str(e).split())[:300]}).") from None
+    finally:
+        if linear:
+            model.set_attention_impl("fast")
     program.save(str(path))
     return path
 
@@ -57,8 +68,12 @@ def onnx_logits(path: str | Path, input_ids: torch.Tensor) -> np.ndarray:
     """Run the exported graph with onnxruntime on the CPU."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"input_ids": input_ids.cpu().numpy().astype(np.int64)})[0]
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["logits"], {"input_ids": input_ids.cpu().numpy().astype(np.int64)})[0]
+    except Exception as e:  # noqa: BLE001 -- onnxruntime's errors are not one Python type
+        raise ValueError(f"onnxruntime could not run {path} on input of shape {tuple(input_ids.shape)} "
+                         f"({' '.join(str(e).split())[:300]}).") from None
 
 
 @torch.no_grad()
