@@ -81,7 +81,7 @@ def main() -> None:
     header = " | ".join(f"{m} tokens/s" for m in args.modes)
     ratios = " | ".join(f"{m} / eager" for m in args.modes if m != "eager")
     print(f"| model | preset | {header} | {ratios} | compile time (s) |")
-    print("|" + "---|" * (3 + 2 * len(args.modes)))
+    print("|" + "---|" * (2 + 2 * len(args.modes)))
     for size in args.models:
         for preset in args.presets:
             config = WaveGPTConfig.from_preset(size, preset)

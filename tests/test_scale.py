@@ -234,3 +234,16 @@ def test_checkpoints_from_before_fsdp_support_load_and_resume(corpus, cache, tmp
     summary = train(TrainArgs(**{**args, "resume": True}))
     assert summary["steps"] == 4 and saved_step(tmp_path / "run") == 4
     assert (ckpt / "accelerate").is_dir()  # saved in the new layout from now on
+
+
+def test_a_tracker_that_is_not_installed_is_refused_not_dropped():
+    import accelerate.utils
+
+    from wavegpt.scaling import TRACKERS, tracker_names
+
+    missing = [t for t in TRACKERS if not getattr(accelerate.utils, f"is_{t}_available", lambda: True)()]
+    if not missing:
+        pytest.skip("every tracker is installed here")
+    with pytest.raises(ScaleError, match=rf"^--report-to {missing[0]} needs the {missing[0]} package"):
+        tracker_names(missing[0])
+    assert tracker_names("none") is None

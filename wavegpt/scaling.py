@@ -170,11 +170,17 @@ def shared_atomic_folder(folder: Path, accelerator: Accelerator) -> Iterator[Pat
 
 
 def tracker_names(report_to: str) -> list[str] | str | None:
-    if report_to == "auto":
-        from accelerate.utils import is_tensorboard_available
+    import accelerate.utils as available
 
-        return "tensorboard" if is_tensorboard_available() else None
-    return None if report_to == "none" else report_to
+    if report_to == "auto":
+        return "tensorboard" if available.is_tensorboard_available() else None
+    if report_to in ("none", "all"):
+        return None if report_to == "none" else report_to
+    check = getattr(available, f"is_{report_to}_available", None)
+    if check is not None and not check():  # Accelerate would drop it with a log line and train untracked
+        hint = "pip install 'wavegpt[tensorboard]'" if report_to == "tensorboard" else f"pip install {report_to}"
+        raise ScaleError(f"--report-to {report_to} needs the {report_to} package, which is not installed ({hint}).")
+    return report_to
 
 
 def tracker_init_kwargs(out: Path, accelerator: Accelerator, start_step: int) -> dict[str, dict[str, Any]]:
