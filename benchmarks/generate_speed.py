@@ -66,6 +66,7 @@ def main() -> None:
                                                     "wave_network_modulation"])
     p.add_argument("--flat-presets", nargs="+", default=["pure_wave_linear", "wave_network", "wave_network_modulation"],
                    help="presets timed in part (b)")
+    p.add_argument("--only-flat", action="store_true", help="run part (b) only")
     p.add_argument("--vocab", type=int, default=1024)
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=256)
@@ -80,6 +81,8 @@ def main() -> None:
     load = f" load={os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"model={args.model} vocab={args.vocab} threads={args.threads}{load} torch={torch.__version__}\n")
 
+    if args.only_flat:
+        args.presets = []
     print(f"(a) {args.new_tokens} new tokens from a {args.prompt_tokens}-token prompt")
     print("| preset | block_size | cache on (tok/s) | cache off (tok/s) | speedup |")
     print("|---|---|---|---|---|")

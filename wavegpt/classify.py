@@ -96,6 +96,7 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
                             raise ClassifyError(f"{path} line {n} is not a JSON object.")
                         rows.append(row)
             return rows
+        require_extra("pyarrow")
         import pyarrow.parquet as pq
 
         try:
@@ -164,10 +165,9 @@ def load_local(path: str | os.PathLike[str], text_column: str = "text", label_co
 
 def load_hf(name: str, text_column: str = "text", label_column: str = "label") -> TextData:
     """A Hugging Face dataset by name (or local folder), through `datasets` (the `classify` extra)."""
-    try:
-        import datasets
-    except ImportError:
-        raise ClassifyError("--hf-dataset needs the datasets package: pip install 'wavegpt[classify]'.") from None
+    require_extra("datasets")
+    import datasets
+
     datasets.utils.logging.disable_progress_bar()
     try:
         saved = Path(name) / "dataset_dict.json", Path(name) / "state.json"  # what save_to_disk writes
@@ -404,6 +404,14 @@ def metrics(y_true: list[int], y_pred: list[int], names: list[str]) -> dict[str,
             "labels": names, "per_class": per_class}
 
 
+def require_extra(module: str) -> None:
+    """The [classify] extra's packages, named in one sentence when missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ClassifyError(f"wavegpt-classify needs {module} (the [classify] extra): pip install 'wavegpt[classify]'.")
+
+
 def plot_confusion(cm: list[list[int]], names: list[str], path: Path, title: str) -> None:
     import matplotlib
 
@@ -587,6 +595,7 @@ def train_classifier(data: TextData, settings: TrainSettings, out: Path, overwri
         raise ClassifyError("--vocab-size must be at least 300 (256 bytes plus merges).")
     if not settings.lr > 0:
         raise ClassifyError("--lr must be more than 0.")
+    require_extra("matplotlib")  # the confusion matrix, before minutes of training
     labels, names = _label_space(data)
     index = {v: i for i, v in enumerate(labels)}
     unseen = sorted({str(v) for v in data.test_labels if v not in index})
@@ -670,6 +679,7 @@ def evaluate_texts(model: nn.Module, config: ClassifierConfig, tokenizer: WaveTo
 
 
 def evaluate_checkpoint(checkpoint: str, data: TextData, out: Path, split: str = "heldout") -> dict[str, Any]:
+    require_extra("matplotlib")
     model, config, tokenizer = load_classifier(checkpoint)
     if split == "all":
         texts, labels = data.texts + data.test_texts, data.labels + data.test_labels
