@@ -10,8 +10,9 @@ each speaker the last 10% of their passages, in the order of the text, are the h
 Nothing is downloaded and the CSV is written where you say (never into the repository).
 
 `table` trains `wavegpt-classify` on that CSV for each variant (Wave Network interference,
-modulation, the same-size transformer control) and seed, one run after another, and prints a
-Markdown table of parameters, training time and held-out accuracy / macro-F1 (mean ± std).
+modulation, the same-size transformer control) and seed (`--jobs` at a time), and prints a
+Markdown table of parameters, CPU time per run (user + system, from the OS, so it does not
+depend on what else the machine runs) and held-out accuracy / macro-F1 (mean ± std).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import collections
 import csv
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -66,36 +68,47 @@ def build(text_path: Path, out: Path, n_speakers: int, min_chars: int) -> dict:
 
 
 def table(args: argparse.Namespace) -> None:
+    """Every (variant, seed) run, --jobs at a time; CPU seconds per run from the OS (os.wait4)."""
     results: dict[str, list[dict]] = collections.defaultdict(list)
-    for variant in args.variants:
-        for seed in args.seeds:
+    todo = [(v, s) for v in args.variants for s in args.seeds]
+    running: dict[int, tuple] = {}
+    done: dict[tuple, dict] = {}
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            variant, seed = todo.pop(0)
             out = Path(args.out) / f"{variant}-seed{seed}"
             cmd = [sys.executable, "-m", "wavegpt.cli.classify", "train", "--data", str(args.data),
                    "--variant", variant, "--seed", str(seed), "--out", str(out), "--overwrite",
                    "--threads", str(args.threads), *args.extra]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            if proc.returncode:
-                sys.exit(f"{variant} seed {seed} failed: {proc.stderr.strip().splitlines()[-1]}")
-            m = json.loads((out / "metrics.json").read_text())
-            m["wall"] = wall
-            results[variant].append(m)
-            print(f"{variant} seed {seed}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}, "
-                  f"{m['parameters']:,} parameters, {wall:.0f} s end to end", flush=True)
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            running[proc.pid] = (variant, seed, out, proc, time.perf_counter())
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in running:
+            continue
+        variant, seed, out, proc, t0 = running.pop(pid)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            sys.exit(f"{variant} seed {seed} failed: {proc.stderr.read().strip().splitlines()[-1]}")
+        m = json.loads((out / "metrics.json").read_text())
+        m["wall"], m["cpu"] = time.perf_counter() - t0, usage.ru_utime + usage.ru_stime
+        done[(variant, seed)] = m
+        print(f"{variant} seed {seed}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}, "
+              f"{m['parameters']:,} parameters, {m['cpu']:.1f} CPU s, {m['wall']:.0f} s wall", flush=True)
+    for variant in args.variants:
+        results[variant] = [done[(variant, s)] for s in args.seeds]
 
     def ms(values: list[float], fmt: str) -> str:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{format(statistics.fmean(values), fmt)} ± {format(sd, fmt)}"
 
     print()
-    print("| model | parameters | train time (s) | end to end (s) | accuracy | macro-F1 |")
-    print("|---|---|---|---|---|---|")
+    print("| model | parameters | CPU time per run (s) | accuracy | macro-F1 |")
+    print("|---|---|---|---|---|")
     names = {"interference": "Wave Network, interference", "modulation": "Wave Network, modulation",
              "transformer": "transformer control (1 layer)"}
     for variant, ms_ in results.items():
         print(f"| {names[variant]} | {ms_[0]['parameters'] / 1e6:.2f}M | "
-              f"{ms([m['train_seconds'] for m in ms_], '.0f')} | {ms([m['wall'] for m in ms_], '.0f')} | "
+              f"{ms([m['cpu'] for m in ms_], '.1f')} | "
               f"{ms([m['accuracy'] for m in ms_], '.3f')} | {ms([m['macro_f1'] for m in ms_], '.3f')} |")
     m0 = next(iter(results.values()))[0]
     print(f"\n{m0['n']} held-out passages ({m0['held_out']}), {m0['train_rows']} training passages, "
@@ -116,6 +129,7 @@ def main() -> None:
     t.add_argument("--variants", nargs="+", default=["interference", "modulation", "transformer"])
     t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
     t.add_argument("extra", nargs=argparse.REMAINDER, help="more wavegpt-classify train flags after --")
     args = p.parse_args()
     if args.command == "build":
