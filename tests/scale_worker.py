@@ -7,7 +7,7 @@ to FSDP is one way, so reference runs come first). Each process writes how many 
 passes it ran per run to ROOT/forwards_<rank>.json.
 
     accelerate launch ... tests/scale_worker.py ROOT CORPUS CACHE RUN...
-    (RUN: name:preset[:ddp][:stop=N][:resume][:bf16])
+    (RUN: name:preset[:ddp][:stop=N][:resume][:bf16][:steps=N])
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     WaveGPT.forward = counting
     AcceleratorState.destroy_process_group = lambda self, group=None: None  # end_training() would close it
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false")
-    for spec in runs:  # name:preset[:ddp][:stop=N][:resume][:bf16]
+    for spec in runs:  # name:preset[:ddp][:stop=N][:resume][:bf16][:steps=N]
         name, preset, *flags = spec.split(":")
         current["run"] = name
         os.environ["ACCELERATE_USE_FSDP"] = "false" if "ddp" in flags else fsdp
@@ -62,6 +62,8 @@ def main() -> None:
                 fields["resume"] = True
             elif flag == "bf16":
                 fields["mixed_precision"] = "bf16"
+            elif flag.startswith("steps="):
+                fields["max_steps"] = int(flag[6:])
         train(run_args(root, corpus, cache, name, preset, **fields))
         # The next run builds its Accelerator afresh, on the same process group (kept open below).
         AcceleratorState._reset_state(reset_partial_state=False)
