@@ -153,7 +153,8 @@ def _prepare_out(out: Path, args: TrainArgs, is_main: bool) -> None:
     elif is_run and holds_run(out) and not args.overwrite:
         raise TrainError(f"Output folder {out} already holds a run; pass --resume to continue it or "
                          f"--overwrite to replace it.")
-    elif not is_run and out.is_dir() and any(out.iterdir()):
+    elif not is_run and out.is_dir() and any(p.name not in (RUN_LOCK, RUN_MARKER) for p in out.iterdir()):
+        # (the run lock, taken before this check, does not make a new folder non-empty)
         taken = sorted(p.name for p in out.iterdir() if run_owned(p.name) and p.name not in (RUN_LOCK, RUN_MARKER))
         if args.overwrite:
             raise TrainError(f"--overwrite refused: {out} holds no wavegpt run, and wavegpt deletes only what it "
