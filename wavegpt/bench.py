@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -17,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig
+from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig, parse_field_values
+from .hub import machine_description
 
 # Named rows that are a preset plus config fields (a row may also be written out in full as
 # "preset+field=value+field=value").
@@ -35,15 +33,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     if preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r} in {spec!r}; choose from {', '.join(PRESETS)} "
                           f"(or {', '.join(ALIASES)}).")
-    fields: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"{spec!r}: each part after the preset must be FIELD=VALUE, not {pair!r}.")
-        try:
-            fields[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            fields[name] = raw
+    fields = parse_field_values(pairs, what=f"Each part of {spec!r} after the preset")
     WaveGPTConfig.from_preset("tiny", preset, **fields)  # names and values must make a model
     return preset, fields
 
@@ -82,19 +72,6 @@ class BenchArgs:
             raise ConfigError(f"Unknown model size {self.model!r}; choose one of {', '.join(SIZES)}.")
         if self.max_tokens < 1 or not self.seeds:
             raise ConfigError("--max-tokens must be positive and --seeds must name at least one seed.")
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def block_size_of(args: BenchArgs) -> int:

@@ -273,6 +273,21 @@ def check_size(config: WaveGPTConfig) -> None:
                           f"billion wavegpt builds; check d_model, n_layers, vocab_size and block_size.")
 
 
+def parse_field_values(items: list[str], what: str = "--set") -> dict[str, Any]:
+    """FIELD=VALUE strings as config overrides; VALUE is read as JSON when it parses, else as a string
+    (the config itself then checks names and values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{what} takes FIELD=VALUE, not {item!r}.")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw
+    return out
+
+
 def count_parameters(config: WaveGPTConfig) -> int:
     """Parameter count of the model a config describes, without building it."""
     d, v, L = config.d_model, config.vocab_size, config.n_layers

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import PRESETS, SIZES, ConfigError
+from ..config import PRESETS, SIZES, ConfigError, parse_field_values
 from ..data import DATASETS
 from ..scaling import TRACKERS
 
@@ -78,20 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_config_set(items: list[str]) -> dict:
-    """`--set FIELD=VALUE` pairs as config overrides (the config itself validates names and values)."""
-    out = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--set takes FIELD=VALUE, not {item!r}.")
-        try:
-            out[name.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[name.strip()] = raw
-    return out
-
-
 def args_from_cli(argv: list[str] | None = None):
     """Explicit flags win; on --resume the rest come from the run's run.json; then defaults."""
     from ..trainer import TrainArgs
@@ -99,7 +85,7 @@ def args_from_cli(argv: list[str] | None = None):
     ns = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(ns).items() if v is not None and v is not False}
     overrides = {k: given.pop(k) for k in ("block_size", "dropout") if k in given}
-    overrides.update(parse_config_set(given.pop("config_set", [])))
+    overrides.update(parse_field_values(given.pop("config_set", [])))
     given["progress"] = not given.pop("no_progress", False)
     base: dict = {}
     run_json = Path(given.get("out", TrainArgs.out)) / "run.json"
