@@ -97,7 +97,7 @@ def test_tokens_match_generate_across_a_window_slide(capsys, loaded, checkpoints
                               temperature=0.9, top_k=50, size=SMALL)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.tensor([encode_prompt(tok, prompt)])
-    expected = [int(t[0]) for t, _ in sample_tokens(model, idx, 40, 0.9, 50, None, generator=gen)]
+    expected = [int(t[0]) for t, _ in sample_tokens(model, idx, 40, temperature=0.9, top_k=50, generator=gen)]
     assert result.tokens == expected
     assert result.text == generate_texts(model, tok, prompt, 40, temperature=0.9, top_k=50, seed=seed)[0]
     code, out, _ = run_cli(capsys, generate_cli.main, "--checkpoint", str(checkpoints["full_physics"]),
@@ -105,8 +105,7 @@ def test_tokens_match_generate_across_a_window_slide(capsys, loaded, checkpoints
                            "--seed", str(seed))
     assert code == 0 and out == prompt + result.text + "\n"
     assert len(read_video(result.path)[1]) == 40
-    attn = model.blocks[-1].attn
-    assert attn.capture is False and attn.last_weights is None  # the capture switch is put back
+    assert not any(isinstance(v, torch.Tensor) for v in vars(model.blocks[-1].attn).values())  # no per-call state
 
 
 def test_cli_defaults_sample_like_generate(capsys, checkpoints, tmp_path):
@@ -132,14 +131,15 @@ def test_different_prompts_give_different_videos(loaded, tmp_path):
     assert any(np.abs(a.astype(int) - b).mean() > 0.5 for a, b in zip(*videos))
 
 
-def test_linear_mode_renders_kernel_scores(loaded, tmp_path):
+def test_linear_mode_renders_its_weights(loaded, tmp_path):
     model, tok = loaded["pure_wave_linear"]
     result = render_animation(model, tok, "the sea", tokens=6, output=tmp_path / "linear.mp4", size=SMALL,
                               layer=0, head=1)
     meta, frames = read_video(result.path)
     assert len(frames) == 6 and meta["size"] == SMALL
     scene = _Scene(model, tok, SMALL, 0, 1)
-    assert "kernel scores" in scene.ax_attn.get_title(loc="left")
+    assert "linear attention" in scene.mixer.ax.get_title(loc="left")
+    assert "Σ" in scene.mixer.ax.get_ylabel()  # the weights linear attention mixes with: phi(q).phi(k) / row sum
     scene.close()
 
 
@@ -148,7 +148,7 @@ def test_classic_model_renders_with_the_note(loaded, tmp_path):
     result = render_animation(model, tok, "my lord", tokens=5, output=tmp_path / "classic.mp4", size=SMALL)
     assert len(read_video(result.path)[1]) == 5
     scene = _Scene(model, tok, SMALL, 1, 0)
-    assert scene.signal_line is None and [t.get_text() for t in scene.ax_wave.texts] == [CLASSIC_NOTE]
+    assert scene.wave.signal_line is None and [t.get_text() for t in scene.wave.ax.texts] == [CLASSIC_NOTE]
     scene.close()
 
 
@@ -164,7 +164,7 @@ def test_failed_render_leaves_the_old_file_and_no_temp(loaded, tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         render_animation(model, tok, "the", tokens=5, output=target, size=SMALL, progress=fail)
     assert target.read_bytes() == b"old video" and leftovers(tmp_path) == []
-    assert model.blocks[-1].attn.capture is False
+    assert not model.training  # sample_steps put the model back as it was
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -15,6 +15,7 @@ from PIL import Image
 from tests.conftest import tiny_config
 from tests.test_train import prose, tiny_args
 from wavegpt import WaveGPT
+from wavegpt.model.gpt import DecodeCache
 from wavegpt.plots import PLOT_NAMES, interference_matrix, plot_wave_model
 from wavegpt.trainer import train
 
@@ -79,20 +80,17 @@ def test_classic_model_gets_its_learning_curve_and_a_clear_refusal(trained_runs,
     assert not (tmp_path / "classic" / "wave_packets.png").exists()
 
 
-@pytest.mark.parametrize("preset", ["full_physics", "pure_wave", "pure_wave_linear", "classic"])
-def test_interference_pattern_matches_the_models_own_weights(preset):
-    """The plotted matrix's last row is what the attention module records for the newest token."""
+@pytest.mark.parametrize("preset", ["full_physics", "pure_wave", "pure_wave_linear", "classic", "wave_network"])
+def test_interference_pattern_matches_the_weights_of_cached_decoding(preset):
+    """The plotted matrix's last row is what the mixer returns when the newest token is decoded on its own."""
     torch.manual_seed(0)
     model = WaveGPT(tiny_config(preset)).eval()
     ids = torch.randint(0, 61, (1, 20)).tolist()[0]
     matrix, _ = interference_matrix(model, ids, layer=-1, head=1)
-    attn = model.blocks[-1].attn
-    attn.capture = True
+    cache = DecodeCache(model.config.n_layers)
     with torch.no_grad():
-        model(torch.tensor([ids]))
-    recorded = attn.last_weights[0, 1].float().numpy()
+        model(torch.tensor([ids[:-1]]), cache=cache, weights_of=-1)
+        *_, mixed = model(torch.tensor([ids[-1:]]), cache=cache, weights_of=-1)
     row = matrix[-1]
     assert np.isnan(matrix[0, 1:]).all() and not np.isnan(row).any()
-    if preset in ("pure_wave", "pure_wave_linear"):  # recorded are raw kernel scores: compare the shape
-        row, recorded = row / row.sum(), recorded / recorded.sum()
-    np.testing.assert_allclose(row, recorded, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(row, mixed.row()[1].float().numpy(), rtol=1e-4, atol=1e-6)

@@ -165,26 +165,26 @@ def test_rotary_position_is_refused_in_one_sentence():
     assert "\n" not in str(e.value)
 
 
-def test_capture_keeps_g_and_the_phases_of_the_context():
+def test_decoding_returns_g_and_the_phases_of_the_context():
+    """Weights asked for at a cached decoding step: the newest token's G and each context token's phase."""
     torch.manual_seed(0)
     model = WaveGPT(tiny_config("wave_network")).eval()
     attn = model.blocks[1].attn
-    attn.capture = True
     idx = torch.randint(0, 61, (1, 9))
     cache = DecodeCache(model.config.n_layers)
     with torch.no_grad():
-        model(idx[:, :5], cache=cache)
+        model(idx[:, :5], cache=cache, weights_of=1)
         for t in range(5, 9):
-            model(idx[:, t:t + 1], cache=cache)
+            *_, mixed = model(idx[:, t:t + 1], cache=cache, weights_of=1)
         x = model.embedding(idx)
-        x = model.blocks[0](x)
+        x, _ = model.blocks[0](x)
         w1 = attn.proj1(model.blocks[1].ln1(x))
     energy = (w1**2).sum(1)
-    assert attn.last_weights.shape == (1, 2, 9)  # (B, groups, context)
-    assert torch.allclose(attn.last_g, torch.sqrt(energy).view(1, 2, 16).mean(-1), atol=1e-5)
+    assert mixed.kind == "phase" and mixed.weights.shape == (1, 2, 1, 9)  # (B, groups, new queries, context)
+    assert torch.allclose(mixed.g[:, :, -1], torch.sqrt(energy).view(1, 2, 16).mean(-1), atol=1e-5)
     phases = wave_phases(w1, energy[:, None]).view(1, 9, 2, 16).mean(-1).transpose(1, 2)
-    assert torch.allclose(attn.last_weights, phases, atol=1e-5)
-    assert 0 <= attn.last_weights.min() and attn.last_weights.max() <= math.pi
+    assert torch.allclose(mixed.row(), phases[0], atol=1e-5)
+    assert 0 <= mixed.weights.min() and mixed.weights.max() <= math.pi
 
 
 def test_animation_draws_a_wave_network_checkpoint(tmp_path: Path):
@@ -208,7 +208,7 @@ def test_the_app_serves_a_wave_network_checkpoint(tmp_path: Path):
     (name, _), = [(n, p) for n, p in app.checkpoints.items()]
     *_, text = app.generate(name, "the sea", 12, 0.8, 50, 1.0, 7)
     model, tok = load_for_generation(tmp_path / "models" / "wn")
-    assert text == generate_texts(model, tok, "the sea", 12, 0.8, 50, 1.0, seed=7)[0]
+    assert text == generate_texts(model, tok, "the sea", 12, temperature=0.8, top_k=50, seed=7)[0]
     path, summary = app.animate(dict(checkpoint=name, prompt="the sea", max_new_tokens=3, temperature=0.8, top_k=50,
                                      top_p=1.0, seed=7))
     assert path.stat().st_size > 0 and summary.startswith("3 tokens")

@@ -7,23 +7,26 @@ with four panels, all describing the same forward pass of `sample_tokens`:
    the context; at the first step, the last prompt token) and each harmonic's share of it,
    from `WavePacketEmbedding.signal` / `.harmonics`. A classic checkpoint has no wave
    packets (its tokens are lookup vectors), so this panel says so instead.
-2. Interference: that token's query weights over the context, read from the chosen
-   layer's attention module (`capture = True`, `last_weights`): softmax weights for
-   interference and classic attention, kernel weights for quadratic pure-wave attention,
-   and unnormalised kernel scores phi(q).phi(k) in linear mode. The Wave Network mixer has no
-   weights over positions: it shows each context token's phase against the newest token's
-   global semantics G (and G itself in the caption), for a group of d/n_heads dimensions.
-   The last 32 positions are
-   shown; when the context window slides (see `wavegpt.sampling`) the row gets shorter.
+2. Mixer: that token's query weights over the window, as the chosen layer's mixer returned
+   them with the forward pass that sampled the token (`MixerWeights`, via
+   `sample_steps(..., weights_of=layer)`): softmax weights for interference and classic
+   attention, kernel(q.k)/sqrt(t+1) for quadratic pure-wave attention, phi(q).phi(k) over its
+   row sum in linear mode. The Wave Network mixer has no weights over positions: it shows each
+   context token's phase against the newest token's global semantics G (and G itself in the
+   caption), for a group of d/n_heads dimensions. The last 32 positions are shown; the window
+   is the one the sampler reports, so after it slides (see `wavegpt.sampling`) the row is
+   shorter.
 3. Collapse: the ten likeliest next tokens under the distribution the token was sampled
    from (after temperature, top-k and top-p), the sampled one highlighted.
 4. The text so far (its last ~400 characters), the new token highlighted.
 
-Sampling goes through `sample_tokens` with the same prompt encoding, argument checks and
+Each panel (`WavePanel`, `MixerPanel`, `CollapsePanel`, `TextPanel`) builds its own axes
+and has its own `update(FrameState)` and `draw(frame)`; a new mixer adds or swaps a panel.
+Sampling goes through `sample_steps` with the same SamplingSettings, prompt encoding and
 seeded generator as `wavegpt.generation.stream_samples`, so a video shows exactly the
 tokens `generate.py` prints for the same checkpoint, seed and sampling flags.
 
-Speed (~25 frames/s drawn and encoded at 1280x720 on 2 CPU cores): the matplotlib figure
+Speed (the README gives the measured figures, `benchmarks/animation_speed.py`): the matplotlib figure
 (Agg) is built and drawn once; each frame restores that background, redraws the wave
 lines, and fills bars and blends text from cached glyph bitmaps with numpy, because
 matplotlib re-lays-out every Text on every draw. Frames are streamed to ffmpeg (libx264,
@@ -48,10 +51,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .generation import check_sampling_args, random_seed, sampling_inputs
+from .generation import sampling_inputs
 from .model.embedding import WavePacketEmbedding
 from .model.gpt import WaveGPT
-from .sampling import sample_tokens
+from .sampling import SampleStep, SamplingSettings, sample_steps
 from .tokenizer import WaveTokenizer
 
 MAX_TOKENS = 2000  # ~4 min of video at 8 fps; more is almost surely a typo (and a long CPU wait)
@@ -362,20 +365,36 @@ def _settle(current: float | None, needed: float) -> float:
     return current
 
 
-class _Scene:
-    """One persistent 1280x720-style figure, redrawn by blitting: that is the speed.
+@dataclass
+class FrameState:
+    """What one frame shows: the model's state at one step of decoding, read from `SampleStep`."""
 
-    Everything that stays put (panels, grids, static titles, the legend, numeric axes) is
-    drawn once into a cached background; each frame restores it, draws the wave lines (the
-    only animated matplotlib artists), then fills the bars and gridlines and blends the
-    changing text in from cached glyph bitmaps with numpy. The two data-dependent axes
-    (attention weights, probabilities) are therefore drawn per frame too, on a
-    1-1.5-2-3-5-7.5 ladder with hysteresis so their scale does not jitter; the wave panel
-    has one scale per video (the tallest packet in a sample of the vocabulary), so
-    amplitudes compare across frames.
+    step: int  # 0-based index of the token being generated
+    total: int  # tokens in the video
+    grow: float  # in (0, 1]: eases the bars in over a token's frames
+    shift: float  # moves the wave packet along t over a token's frames
+    context: list[int]  # the window the model read (its newest token is the one being read)
+    weights: np.ndarray  # (len(context),) the chosen layer and head's row of MixerWeights
+    kind: str  # MixerWeights.kind
+    g: float | None  # the Wave Network's global semantics at the newest token
+    probs: np.ndarray  # (V,) the distribution the token was drawn from
+    sampled: int
+    text_old: str  # the text before this token
+    text_new: str  # this token's text
+
+    @property
+    def query(self) -> int:
+        return self.context[-1]
+
+
+class _Canvas:
+    """The shared drawing surface: one Agg figure, glyph sprites, pixel transforms, numpy bars and axes.
+
+    Panels add their static artists to `fig` (drawn once into the cached background), mark
+    the artists that change with `animate`, and draw everything else per frame in numpy.
     """
 
-    def __init__(self, model: WaveGPT, tokenizer: WaveTokenizer, size: tuple[int, int], layer: int, head: int):
+    def __init__(self, tokenizer: WaveTokenizer, size: tuple[int, int]):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -385,126 +404,13 @@ class _Scene:
         self.sprites = _Sprites(dpi)
         self.charset = self.sprites.charset
         self.labels: dict[int, str] = {}
-        self.waves: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
         self.animated: list = []
         self.texts: list[tuple] = []  # this frame's text, blended in after the artists are drawn
-        self.background = None
-        self.limits: dict[str, float | None] = {"attn_lo": None, "attn_hi": None, "prob": None}
         # +0.25 px: Agg truncates the figure size to whole pixels, so aim just above them
         self.fig = Figure(figsize=((w + 0.25) / dpi, (h + 0.25) / dpi), dpi=dpi, facecolor=BG)
-        self.canvas = FigureCanvasAgg(self.fig)
-        cfg = model.config
-        self.heading = "Classic GPT" if cfg.model_type == "classic" else "Wave-Native GPT"
-        self.fig.text(0.5, 0.932, f"preset {cfg.preset} · {self._mixer_name(cfg)} · "
-                      f"{cfg.n_layers} layers × {cfg.n_heads} heads · d_model {cfg.d_model}",
-                      ha="center", va="top", color=MUTED, fontsize=10, parse_math=False)
+        self.agg = FigureCanvasAgg(self.fig)
 
-        # (1) wave packet of the token being read
-        ax = self.ax_wave = self._axes([0.055, 0.575, 0.40, 0.30])
-        emb = model.embedding
-        self.embedding = emb if isinstance(emb, WavePacketEmbedding) else None
-        self.t = torch.linspace(0.0, WAVE_SPAN, WAVE_SAMPLES)
-        x = self.t.numpy()
-        ax.set_xlim(0, WAVE_SPAN)
-        self.harmonic_lines: list = []
-        self.signal_line = None
-        if self.embedding is not None:
-            ax.set_xlabel("t", color=FG, fontsize=9, ha="left", va="top")
-            ax.xaxis.set_label_coords(1.012, -0.025)
-            ax.set_ylabel("amplitude", color=FG, fontsize=9)
-            ax.yaxis.set_label_coords(-0.08, 0.5)
-            ax.axhline(0, color=GRID, lw=0.8)
-            for n in range(self.embedding.num_harmonics):
-                (line,) = ax.plot(x, np.zeros_like(x), lw=0.9, alpha=0.85, color=HARMONICS[n % len(HARMONICS)],
-                                  label=f"harmonic {n + 1} (×{n + 1} f)")
-                self.harmonic_lines.append(self._animate(line))
-            (line,) = ax.plot(x, np.zeros_like(x), lw=2.2, color=WAVE, label="signal s(t)")
-            self.signal_line = self._animate(line)
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(4, self.embedding.num_harmonics + 1),
-                      fontsize=7.5, frameon=False, labelcolor=FG, handlelength=1.5, columnspacing=1.0)
-            peak = _wave_peak(self.embedding, WAVE_SPAN + 0.5 * MAX_FRAMES_PER_TOKEN)
-            ax.set_ylim(-_nice_limit(peak * 1.1), _nice_limit(peak * 1.1))
-        else:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.text(0.5, 0.5, CLASSIC_NOTE, transform=ax.transAxes, ha="center", va="center", color=MUTED,
-                    fontsize=12, style="italic", parse_math=False)
-
-        # (2) interference: the newest query's weights over the context
-        ax = self.ax_attn = self._axes([0.055, 0.165, 0.40, 0.28])
-        xs = np.arange(CONTEXT_BARS)
-        self.attn_heights = np.zeros(CONTEXT_BARS)
-        ax.set_xlim(-0.6, CONTEXT_BARS - 0.4)
-        ax.set_xticks(xs, [""] * CONTEXT_BARS)
-        ax.tick_params(axis="x", length=2)
-        ax.set_yticks([])  # the weight axis is drawn per frame (see _draw_data)
-        ax.grid(False)
-        pure = cfg.model_type == "wave" and cfg.attention == "pure_wave"
-        linear = pure and cfg.mode == "linear"
-        self.wave_network = cfg.model_type == "wave" and cfg.attention.startswith("wave_network")
-        if self.wave_network:
-            kind = "phase α against G (rad)"
-        elif linear:
-            kind = "kernel score φ(q)·φ(k)"
-        elif pure:
-            kind = f"kernel weight ({cfg.kernel})"
-        else:
-            kind = "attention weight (softmax)"
-        ax.set_ylabel(kind, color=FG, fontsize=9)
-        ax.yaxis.set_label_coords(-0.085, 0.5)
-        if self.wave_network:
-            title = f"Wave Network: layer {layer}, dims group {head} — phases and G"
-        else:
-            title = f"Interference: layer {layer}, head {head}" + (" — kernel scores" if linear else "")
-        ax.set_title(title, color=FG, fontsize=12, loc="left", y=1.02)
-
-        # (3) collapse: the next-token distribution
-        ax = self.ax_prob = self._axes([0.63, 0.575, 0.34, 0.30])
-        self.prob_rows = np.arange(TOP_CANDIDATES)[::-1]  # the likeliest on top
-        self.prob_widths = np.zeros(TOP_CANDIDATES)
-        ax.set_ylim(-0.6, TOP_CANDIDATES - 0.4)
-        ax.set_yticks(self.prob_rows, [""] * TOP_CANDIDATES)
-        ax.tick_params(axis="y", length=2)
-        ax.set_xticks([])  # the probability axis is drawn per frame (see _draw_data)
-        ax.grid(False)
-        ax.set_xlabel("probability (after temperature, top-k, top-p)", color=FG, fontsize=9)
-        ax.xaxis.set_label_coords(0.5, -0.09)
-        ax.set_title("Collapse: next-token distribution", color=FG, fontsize=12, loc="left", y=1.02)
-
-        # (4) the text so far
-        ax = self.ax_text = self._axes([0.53, 0.04, 0.44, 0.36])
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-        ax.set_title("Text so far (new token highlighted)", color=FG, fontsize=12, loc="left", y=1.02)
-        self.mono_size = 11.0
-        left, top, width, height = self._box(ax)
-        pad = 0.025 * width
-        self.cell_w = self.sprites.advance("M" * 50, "mono", self.mono_size) / 50
-        ascent, descent = self.sprites.metrics("mono", self.mono_size)
-        self.line_h = 1.25 * (ascent + descent)
-        self.text_origin = (left + pad, top + pad)
-        self.cols = max(8, int((width - 2 * pad) / self.cell_w))
-        self.rows = max(1, int((height - 2 * pad) / self.line_h))
-
-    def _animate(self, artist):
-        """Mark an artist as redrawn every frame (kept out of the cached background)."""
-        artist.set_animated(True)
-        self.animated.append(artist)
-        return artist
-
-    @staticmethod
-    def _mixer_name(cfg) -> str:
-        if cfg.model_type == "classic":
-            return "softmax attention (classic)"
-        if cfg.attention == "interference":
-            return "interference attention"
-        if cfg.attention.startswith("wave_network"):
-            op = "modulation" if cfg.attention.endswith("modulation") else "interference"
-            return f"Wave Network mixer ({op})"
-        return f"pure wave attention ({cfg.kernel}, {cfg.mode})"
-
-    def _axes(self, rect: list[float]):
+    def axes(self, rect: list[float]):
         ax = self.fig.add_axes(rect, facecolor=PANEL)
         ax.tick_params(colors=MUTED, labelsize=8)
         for spine in ax.spines.values():
@@ -513,24 +419,118 @@ class _Scene:
         ax.set_axisbelow(True)
         return ax
 
-    def _box(self, ax) -> tuple[float, float, float, float]:
+    def animate(self, artist):
+        """Mark an artist as redrawn every frame (kept out of the cached background)."""
+        artist.set_animated(True)
+        self.animated.append(artist)
+        return artist
+
+    def box(self, ax) -> tuple[float, float, float, float]:
         """An axes' (left, top, width, height) in image pixels (y downwards)."""
         x0, y0, x1, y1 = ax.get_position().extents
         w, h = self.size
         return x0 * w, (1 - y1) * h, (x1 - x0) * w, (y1 - y0) * h
 
-    def _pixel(self, ax, x: float, y: float, data: bool = True) -> tuple[float, float]:
+    def pixel(self, ax, x: float, y: float, data: bool = True) -> tuple[float, float]:
         """Image pixel (y downwards) of a point in data (or axes) coordinates."""
         px, py = (ax.transData if data else ax.transAxes).transform((x, y))
         return float(px), self.size[1] - float(py)
 
-    def _text(self, text: str, x: float, y: float, **style) -> None:
+    def to_pixels(self, ax, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image pixels (y downwards) of many data points at once."""
+        points = ax.transData.transform(np.column_stack([xs, ys]))
+        return points[:, 0], self.size[1] - points[:, 1]
+
+    def text(self, text: str, x: float, y: float, **style) -> None:
+        """Queue a text for this frame (blended in after the artists are drawn)."""
         self.texts.append((text, x, y, style))
 
     def label(self, token: int) -> str:
         if token not in self.labels:
             self.labels[token] = _label(self.tokenizer.decode([token]), self.charset)
         return self.labels[token]
+
+    def bars(self, frame: np.ndarray, ax, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray,
+             colours: list[str]) -> None:
+        """Bars between data corners, clipped to their axes (filled in numpy: Rectangle artists are slow)."""
+        ax0, ay0 = self.to_pixels(ax, x0, y0)
+        ax1, ay1 = self.to_pixels(ax, x1, y1)
+        left, top, width, height = self.box(ax)
+        xa, xb = np.maximum(np.minimum(ax0, ax1), left), np.minimum(np.maximum(ax0, ax1), left + width)
+        ya, yb = np.maximum(np.minimum(ay0, ay1), top), np.minimum(np.maximum(ay0, ay1), top + height)
+        for i, colour in enumerate(colours):
+            if xb[i] > xa[i] and yb[i] > ya[i]:
+                self.sprites.fill(frame, xa[i], ya[i], xb[i] - xa[i], yb[i] - ya[i], colour)
+
+    def value_axis(self, frame: np.ndarray, ax, lo: float, hi: float, vertical: bool) -> None:
+        """Gridlines and tick labels of a value axis whose limits change between frames."""
+        from matplotlib.ticker import MaxNLocator
+
+        left, top, width, height = self.box(ax)
+        for v in MaxNLocator(nbins=5).tick_values(lo, hi):
+            if not lo - 1e-12 <= v <= hi + 1e-12:
+                continue
+            label = f"{v:.6g}"
+            if vertical:  # a y axis: horizontal gridlines, labels on the left
+                _, y = self.pixel(ax, 0, v)
+                self.sprites.fill(frame, left, round(y), width, 1, GRIDLINE)
+                self.sprites.draw(frame, label, left - 4, y, size=8, colour=MUTED, ha="right", va="center")
+            else:
+                x, _ = self.pixel(ax, v, 0)
+                self.sprites.fill(frame, round(x), top, 1, height, GRIDLINE)
+                self.sprites.draw(frame, label, x, top + height + 4, size=8, colour=MUTED, ha="center", va="top")
+
+
+class _Panel:
+    """One part of the video: builds its static axes once, then per frame `update` (read the frame
+    state, queue texts) and `draw` (numpy drawing into the frame). A new mixer swaps in its own
+    panel without touching the others."""
+
+    def __init__(self, canvas: _Canvas):
+        self.canvas = canvas
+
+    def update(self, state: FrameState) -> None:
+        pass
+
+    def draw(self, frame: np.ndarray) -> None:
+        pass
+
+
+class WavePanel(_Panel):
+    """(1) The wave packet of the token being read: s(t) and each harmonic, one scale per video."""
+
+    def __init__(self, canvas: _Canvas, model: WaveGPT):
+        super().__init__(canvas)
+        ax = self.ax = canvas.axes([0.055, 0.575, 0.40, 0.30])
+        emb = model.embedding
+        self.embedding = emb if isinstance(emb, WavePacketEmbedding) else None
+        self.t = torch.linspace(0.0, WAVE_SPAN, WAVE_SAMPLES)
+        self.waves: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
+        x = self.t.numpy()
+        ax.set_xlim(0, WAVE_SPAN)
+        self.harmonic_lines: list = []
+        self.signal_line = None
+        if self.embedding is None:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, CLASSIC_NOTE, transform=ax.transAxes, ha="center", va="center", color=MUTED,
+                    fontsize=12, style="italic", parse_math=False)
+            return
+        ax.set_xlabel("t", color=FG, fontsize=9, ha="left", va="top")
+        ax.xaxis.set_label_coords(1.012, -0.025)
+        ax.set_ylabel("amplitude", color=FG, fontsize=9)
+        ax.yaxis.set_label_coords(-0.08, 0.5)
+        ax.axhline(0, color=GRID, lw=0.8)
+        for n in range(self.embedding.num_harmonics):
+            (line,) = ax.plot(x, np.zeros_like(x), lw=0.9, alpha=0.85, color=HARMONICS[n % len(HARMONICS)],
+                              label=f"harmonic {n + 1} (×{n + 1} f)")
+            self.harmonic_lines.append(canvas.animate(line))
+        (line,) = ax.plot(x, np.zeros_like(x), lw=2.2, color=WAVE, label="signal s(t)")
+        self.signal_line = canvas.animate(line)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(4, self.embedding.num_harmonics + 1),
+                  fontsize=7.5, frameon=False, labelcolor=FG, handlelength=1.5, columnspacing=1.0)
+        peak = _wave_peak(self.embedding, WAVE_SPAN + 0.5 * MAX_FRAMES_PER_TOKEN)
+        ax.set_ylim(-_nice_limit(peak * 1.1), _nice_limit(peak * 1.1))
 
     def _wave(self, token: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
         """(s(t), harmonics) of a token on the panel's time axis; s is the harmonics' sum."""
@@ -546,150 +546,184 @@ class _Scene:
             self.waves[key] = (hs.sum(axis=0), hs)
         return self.waves[key]
 
-    def _set_limit(self, name: str, needed: float) -> None:
-        self.limits[name] = _settle(self.limits[name], needed)
+    def update(self, state: FrameState) -> None:
+        q = self.canvas.label(state.query)
+        x, y = self.canvas.pixel(self.ax, 0, 1.03, data=False)
+        if self.embedding is None or self.signal_line is None:
+            self.canvas.text(f"Token '{q}' (classic model: no wave packet)", x, y, size=12)
+            return
+        self.canvas.text(f"Wave packet of '{q}'", x, y, size=12)
+        s, hs = self._wave(state.query, state.shift)
+        self.signal_line.set_ydata(s)
+        for line, hn in zip(self.harmonic_lines, hs):
+            line.set_ydata(hn)
 
-    def update(self, *, step: int, total: int, grow: float, shift: float, query: int, context: list[int],
-               weights: np.ndarray, probs: np.ndarray, sampled: int, text_old: str, text_new: str,
-               g: float | None = None) -> None:
-        """Point the figure at this frame's model state; `grow` in (0, 1] eases the bars in."""
-        self.texts = []
-        w, _ = self.size
-        q = self.label(query)
-        self._text(f"{self.heading} generating: token {step + 1} of {total}", w / 2, 0.025 * self.size[1],
-                   face="bold", size=15, ha="center", va="top")
 
-        # (1) wave packet of the token being read
-        x, y = self._pixel(self.ax_wave, 0, 1.03, data=False)
-        if self.embedding is not None and self.signal_line is not None:
-            self._text(f"Wave packet of '{q}'", x, y, size=12)
-            s, hs = self._wave(query, shift)
-            self.signal_line.set_ydata(s)
-            for line, hn in zip(self.harmonic_lines, hs):
-                line.set_ydata(hn)
+# The mixer panel's y label for each kind of MixerWeights.
+WEIGHT_LABELS = {"softmax": "attention weight (softmax)", "kernel": "kernel weight {kernel}(q·k)/√(t+1)",
+                 "linear": "weight φ(q)·φ(k) / Σ ({kernel})", "phase": "phase α against G (rad)"}
+
+
+class MixerPanel(_Panel):
+    """(2) The mixer's weights for the newest query over (the last CONTEXT_BARS positions of) the
+    window: the chosen layer and head's row of the MixerWeights the model returned."""
+
+    def __init__(self, canvas: _Canvas, model: WaveGPT, layer: int, head: int):
+        super().__init__(canvas)
+        cfg = model.config
+        ax = self.ax = canvas.axes([0.055, 0.165, 0.40, 0.28])
+        xs = np.arange(CONTEXT_BARS)
+        self.heights = np.zeros(CONTEXT_BARS)
+        self.ctx: list[int] = []
+        self.lo: float | None = None
+        self.hi: float | None = None
+        ax.set_xlim(-0.6, CONTEXT_BARS - 0.4)
+        ax.set_xticks(xs, [""] * CONTEXT_BARS)
+        ax.tick_params(axis="x", length=2)
+        ax.set_yticks([])  # the weight axis is drawn per frame (see draw)
+        ax.grid(False)
+        self.kind = mixer_weights_kind(cfg)
+        ax.set_ylabel(WEIGHT_LABELS[self.kind].format(kernel=cfg.kernel), color=FG, fontsize=9)
+        ax.yaxis.set_label_coords(-0.085, 0.5)
+        if self.kind == "phase":
+            title = f"Wave Network: layer {layer}, dims group {head} — phases and G"
         else:
-            self._text(f"Token '{q}' (classic model: no wave packet)", x, y, size=12)
+            title = f"Interference: layer {layer}, head {head}" + (" — linear attention" if self.kind == "linear"
+                                                                    else "")
+        ax.set_title(title, color=FG, fontsize=12, loc="left", y=1.02)
 
-        # (2) interference over (the last 32 positions of) the context
+    def update(self, state: FrameState) -> None:
+        weights, context = state.weights, state.context
+        q = self.canvas.label(state.query)
         n = min(len(weights), len(context), CONTEXT_BARS)
         shown = weights[len(weights) - n:]
-        ctx = context[len(context) - n:]
-        self.attn_heights = shown * grow
-        self._set_limit("attn_hi", _nice_limit(float(shown.max()) * 1.05) if n else 1.0)
+        self.ctx = context[len(context) - n:]
+        self.heights = shown * state.grow
+        self.hi = _settle(self.hi, _nice_limit(float(shown.max()) * 1.05) if n else 1.0)
         low = float(shown.min()) if n else 0.0
-        self._set_limit("attn_lo", -_nice_limit(-low * 1.05) if low < 0 else 0.0)
+        self.lo = _settle(self.lo, -_nice_limit(-low * 1.05) if low < 0 else 0.0)
         hidden = len(weights) - n
-        x, y = self._pixel(self.ax_attn, 0.5, -0.3, data=False)
-        if self.wave_network:  # no weights over positions: each token's phase against the prefix's G
-            self.limits["attn_hi"], self.limits["attn_lo"] = math.pi, 0.0  # phases lie in [0, pi]
-            g_text = f"G = {g:.3g}" if g is not None else "G"
-            self._text(f"{g_text} at the newest ('{q}', orange); bars: phase of each of {len(weights)} tokens"
-                       + (f" ({hidden} not shown)" if hidden > 0 else ""),
-                       x, y, size=8, colour=MUTED, ha="center", va="top")
+        x, y = self.canvas.pixel(self.ax, 0.5, -0.3, data=False)
+        if self.kind == "phase":  # no weights over positions: each token's phase against the prefix's G
+            self.hi, self.lo = math.pi, 0.0  # phases lie in [0, pi]
+            g_text = f"G = {state.g:.3g}" if state.g is not None else "G"
+            self.canvas.text(f"{g_text} at the newest ('{q}', orange); bars: phase of each of {len(weights)} tokens"
+                             + (f" ({hidden} not shown)" if hidden > 0 else ""),
+                             x, y, size=8, colour=MUTED, ha="center", va="top")
         else:
-            self._text(f"context window of {len(weights)} tokens; the newest ('{q}', orange) attends"
-                       + (f"; {hidden} earlier not shown" if hidden > 0 else ""), x, y, size=8, colour=MUTED,
-                       ha="center", va="top")
-        self.attn_ctx = ctx
+            self.canvas.text(f"context window of {len(weights)} tokens; the newest ('{q}', orange) attends"
+                             + (f"; {hidden} earlier not shown" if hidden > 0 else ""), x, y, size=8, colour=MUTED,
+                             ha="center", va="top")
+        self.ax.set_ylim(self.lo, self.hi)  # only transData: no redraw
 
-        # (3) collapse: top candidates, the sampled one highlighted (swapped in if it ranks lower)
+    def draw(self, frame: np.ndarray) -> None:
+        canvas, ax = self.canvas, self.ax
+        canvas.value_axis(frame, ax, self.lo or 0.0, self.hi or 1.0, vertical=True)
+        n = len(self.ctx)
+        if not n:
+            return
+        pos = np.arange(n, dtype=np.float64)
+        colours = [WAVE] * (n - 1) + [ACCENT]
+        canvas.bars(frame, ax, pos - 0.4, pos + 0.4, np.zeros(n), self.heights[:n], colours)
+        xs, _ = canvas.to_pixels(ax, pos, np.zeros(n))
+        _, bottom = canvas.pixel(ax, 0, 0, data=False)
+        for i, (tok, x) in enumerate(zip(self.ctx, xs)):
+            canvas.sprites.draw(frame, canvas.label(tok), x, bottom + 4, size=7,
+                                colour=ACCENT if i == n - 1 else MUTED, va="top", vertical=True)
+
+
+class CollapsePanel(_Panel):
+    """(3) The ten likeliest next tokens under the distribution the token was drawn from, the
+    sampled one highlighted (swapped in if it ranks lower)."""
+
+    def __init__(self, canvas: _Canvas):
+        super().__init__(canvas)
+        ax = self.ax = canvas.axes([0.63, 0.575, 0.34, 0.30])
+        self.rows = np.arange(TOP_CANDIDATES)[::-1]  # the likeliest on top
+        self.widths = np.zeros(TOP_CANDIDATES)
+        self.limit: float | None = None
+        ax.set_ylim(-0.6, TOP_CANDIDATES - 0.4)
+        ax.set_yticks(self.rows, [""] * TOP_CANDIDATES)
+        ax.tick_params(axis="y", length=2)
+        ax.set_xticks([])  # the probability axis is drawn per frame (see draw)
+        ax.grid(False)
+        ax.set_xlabel("probability (after temperature, top-k, top-p)", color=FG, fontsize=9)
+        ax.xaxis.set_label_coords(0.5, -0.09)
+        ax.set_title("Collapse: next-token distribution", color=FG, fontsize=12, loc="left", y=1.02)
+
+    def update(self, state: FrameState) -> None:
+        probs, sampled = state.probs, state.sampled
         order = np.argsort(-probs, kind="stable")[:TOP_CANDIDATES]
         rank = int((probs > probs[sampled]).sum()) + 1
         if sampled not in order:
             order[-1] = sampled
-        self.prob_widths = probs[order] * grow
-        self._set_limit("prob", _nice_limit(float(probs[order[0]]) * 1.15))
-        self.ax_attn.set_ylim(self.limits["attn_lo"], self.limits["attn_hi"])  # only transData: no redraw
-        self.ax_prob.set_xlim(0, self.limits["prob"])
-        self.prob_order, self.probs, self.sampled = order, probs, sampled
+        self.widths = probs[order] * state.grow
+        self.limit = _settle(self.limit, _nice_limit(float(probs[order[0]]) * 1.15))
+        self.ax.set_xlim(0, self.limit)
+        self.order, self.probs, self.sampled = order, probs, sampled
         nz = probs[probs > 0]
         entropy = float(-(nz * np.log(nz)).sum())
-        x, y = self._pixel(self.ax_prob, 0.5, -0.2, data=False)
-        self._text(f"sampled '{self.label(sampled)}': p = {float(probs[sampled]):.3f}, rank {rank} · "
-                   f"entropy {entropy:.2f} nats", x, y, size=8, colour=MUTED, ha="center", va="top")
+        x, y = self.canvas.pixel(self.ax, 0.5, -0.2, data=False)
+        self.canvas.text(f"sampled '{self.canvas.label(sampled)}': p = {float(probs[sampled]):.3f}, rank {rank} · "
+                         f"entropy {entropy:.2f} nats", x, y, size=8, colour=MUTED, ha="center", va="top")
 
-        # (4) text so far, the new token highlighted
-        self.text_old, self.text_new = text_old, text_new
-
-    def _to_pixels(self, ax, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image pixels (y downwards) of many data points at once."""
-        points = ax.transData.transform(np.column_stack([xs, ys]))
-        return points[:, 0], self.size[1] - points[:, 1]
-
-    def _bars(self, frame: np.ndarray, ax, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray,
-              colours: list[str]) -> None:
-        """Bars between data corners, clipped to their axes (filled in numpy: Rectangle artists are slow)."""
-        ax0, ay0 = self._to_pixels(ax, x0, y0)
-        ax1, ay1 = self._to_pixels(ax, x1, y1)
-        left, top, width, height = self._box(ax)
-        xa, xb = np.maximum(np.minimum(ax0, ax1), left), np.minimum(np.maximum(ax0, ax1), left + width)
-        ya, yb = np.maximum(np.minimum(ay0, ay1), top), np.minimum(np.maximum(ay0, ay1), top + height)
-        for i, colour in enumerate(colours):
-            if xb[i] > xa[i] and yb[i] > ya[i]:
-                self.sprites.fill(frame, xa[i], ya[i], xb[i] - xa[i], yb[i] - ya[i], colour)
-
-    def _axis(self, frame: np.ndarray, ax, lo: float, hi: float, vertical: bool) -> None:
-        """Gridlines and tick labels of a value axis whose limits change between frames."""
-        from matplotlib.ticker import MaxNLocator
-
-        left, top, width, height = self._box(ax)
-        for v in MaxNLocator(nbins=5).tick_values(lo, hi):
-            if not lo - 1e-12 <= v <= hi + 1e-12:
-                continue
-            label = f"{v:.6g}"
-            if vertical:  # a y axis: horizontal gridlines, labels on the left
-                _, y = self._pixel(ax, 0, v)
-                self.sprites.fill(frame, left, round(y), width, 1, GRIDLINE)
-                self.sprites.draw(frame, label, left - 4, y, size=8, colour=MUTED, ha="right", va="center")
-            else:
-                x, _ = self._pixel(ax, v, 0)
-                self.sprites.fill(frame, round(x), top, 1, height, GRIDLINE)
-                self.sprites.draw(frame, label, x, top + height + 4, size=8, colour=MUTED, ha="center", va="top")
-
-    def _draw_data(self, frame: np.ndarray) -> None:
-        """Axes, bars and the labels placed by data coordinates, for this frame's limits."""
-        ax = self.ax_attn
-        self._axis(frame, ax, self.limits["attn_lo"] or 0.0, self.limits["attn_hi"] or 1.0, vertical=True)
-        self._axis(frame, self.ax_prob, 0.0, self.limits["prob"] or 1.0, vertical=False)
-        n = len(self.attn_ctx)
-        if n:
-            pos = np.arange(n, dtype=np.float64)
-            colours = [WAVE] * (n - 1) + [ACCENT]
-            self._bars(frame, ax, pos - 0.4, pos + 0.4, np.zeros(n), self.attn_heights[:n], colours)
-            xs, _ = self._to_pixels(ax, pos, np.zeros(n))
-            _, bottom = self._pixel(ax, 0, 0, data=False)
-            for i, (tok, x) in enumerate(zip(self.attn_ctx, xs)):
-                self.sprites.draw(frame, self.label(tok), x, bottom + 4, size=7,
-                                  colour=ACCENT if i == n - 1 else MUTED, va="top", vertical=True)
-        ax = self.ax_prob
-        rows = self.prob_rows.astype(np.float64)
-        chosen = [bool(tok == self.sampled) for tok in self.prob_order]
-        self._bars(frame, ax, np.zeros(len(rows)), self.prob_widths, rows - 0.375, rows + 0.375,
-                   [ACCENT if c else WAVE for c in chosen])
-        ends, ys = self._to_pixels(ax, self.prob_widths, rows)
-        left, _ = self._pixel(ax, 0, 0, data=False)
-        for tok, c, x, y in zip(self.prob_order, chosen, ends, ys):
+    def draw(self, frame: np.ndarray) -> None:
+        canvas, ax = self.canvas, self.ax
+        canvas.value_axis(frame, ax, 0.0, self.limit or 1.0, vertical=False)
+        rows = self.rows.astype(np.float64)
+        chosen = [bool(tok == self.sampled) for tok in self.order]
+        canvas.bars(frame, ax, np.zeros(len(rows)), self.widths, rows - 0.375, rows + 0.375,
+                    [ACCENT if c else WAVE for c in chosen])
+        ends, ys = canvas.to_pixels(ax, self.widths, rows)
+        left, _ = canvas.pixel(ax, 0, 0, data=False)
+        for tok, c, x, y in zip(self.order, chosen, ends, ys):
             colour = ACCENT if c else FG
-            self.sprites.draw(frame, self.label(int(tok)), left - 5, y, size=9, colour=colour, ha="right",
-                              va="center")
-            self.sprites.draw(frame, f"{float(self.probs[tok]):.3f}", x + 3, y, size=8, colour=colour, va="center")
+            canvas.sprites.draw(frame, canvas.label(int(tok)), left - 5, y, size=9, colour=colour, ha="right",
+                                va="center")
+            canvas.sprites.draw(frame, f"{float(self.probs[tok]):.3f}", x + 3, y, size=8, colour=colour,
+                                va="center")
 
-    def _draw_text_panel(self, frame: np.ndarray) -> None:
-        old, new = _clean(self.text_old, self.charset), _clean(self.text_new, self.charset)
+
+class TextPanel(_Panel):
+    """(4) The text so far (its last TEXT_CHARS characters), word-wrapped, the new token highlighted."""
+
+    def __init__(self, canvas: _Canvas):
+        super().__init__(canvas)
+        ax = self.ax = canvas.axes([0.53, 0.04, 0.44, 0.36])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        ax.set_title("Text so far (new token highlighted)", color=FG, fontsize=12, loc="left", y=1.02)
+        self.mono_size = 11.0
+        left, top, width, height = canvas.box(ax)
+        pad = 0.025 * width
+        self.cell_w = canvas.sprites.advance("M" * 50, "mono", self.mono_size) / 50
+        ascent, descent = canvas.sprites.metrics("mono", self.mono_size)
+        self.line_h = 1.25 * (ascent + descent)
+        self.origin = (left + pad, top + pad)
+        self.cols = max(8, int((width - 2 * pad) / self.cell_w))
+        self.rows = max(1, int((height - 2 * pad) / self.line_h))
+        self.old = self.new = ""
+
+    def update(self, state: FrameState) -> None:
+        self.old, self.new = state.text_old, state.text_new
+
+    def draw(self, frame: np.ndarray) -> None:
+        sprites, charset = self.canvas.sprites, self.canvas.charset
+        old, new = _clean(self.old, charset), _clean(self.new, charset)
         keep = max(0, TEXT_CHARS - len(new))
         old = ("\u2026" + old[len(old) - keep + 1:]) if len(old) > keep else old
         chars = [(c, False) for c in old] + [(c, True) for c in new]
         lines = _wrap(chars, self.cols)[-self.rows:]
-        ascent, _ = self.sprites.metrics("mono", self.mono_size)
-        x0, y0 = self.text_origin
+        ascent, _ = sprites.metrics("mono", self.mono_size)
+        x0, y0 = self.origin
         for row, line in enumerate(lines):
             top = y0 + row * self.line_h
             baseline = top + (self.line_h - ascent) / 4 + ascent
             new_cols = [i for i, (_, f) in enumerate(line) if f]
             if new_cols:
                 c0, c1 = new_cols[0], new_cols[-1] + 1
-                self.sprites.fill(frame, x0 + c0 * self.cell_w - 1, top, (c1 - c0) * self.cell_w + 2, self.line_h,
-                                  ACCENT)
+                sprites.fill(frame, x0 + c0 * self.cell_w - 1, top, (c1 - c0) * self.cell_w + 2, self.line_h, ACCENT)
             # Each run of non-blank characters is a cached word placed at its own column:
             # lines differ from frame to frame, their words mostly do not.
             col = 0
@@ -701,37 +735,96 @@ class _Scene:
                 while end < len(line) and line[end][0] != " " and line[end][1] == flag:
                     end += 1
                 word = "".join(c for c, _ in line[col:end])
-                alpha, base = self.sprites.bitmap(word, "mono", self.mono_size)
-                self.sprites.blend(frame, alpha, int(round(x0 + col * self.cell_w)), int(round(baseline - base)),
-                                   BG if flag else FG)
+                alpha, base = sprites.bitmap(word, "mono", self.mono_size)
+                sprites.blend(frame, alpha, int(round(x0 + col * self.cell_w)), int(round(baseline - base)),
+                              BG if flag else FG)
                 col = end
+
+
+def mixer_weights_kind(cfg) -> str:
+    """The kind of MixerWeights a model's mixers return (see wavegpt.model.attention.MixerWeights)."""
+    if cfg.model_type == "wave" and cfg.attention.startswith("wave_network"):
+        return "phase"
+    if cfg.model_type == "wave" and cfg.attention == "pure_wave":
+        return "linear" if cfg.mode == "linear" else "kernel"
+    return "softmax"
+
+
+def _mixer_name(cfg) -> str:
+    if cfg.model_type == "classic":
+        return "softmax attention (classic)"
+    if cfg.attention == "interference":
+        return "interference attention"
+    if cfg.attention.startswith("wave_network"):
+        op = "modulation" if cfg.attention.endswith("modulation") else "interference"
+        return f"Wave Network mixer ({op})"
+    return f"pure wave attention ({cfg.kernel}, {cfg.mode})"
+
+
+class _Scene:
+    """One persistent 1280x720-style figure made of panels, redrawn by blitting: that is the speed.
+
+    Everything that stays put (panels, grids, static titles, the legend, numeric axes) is
+    drawn once into a cached background; each frame restores it, draws the wave lines (the
+    only animated matplotlib artists), then lets each panel fill its bars and gridlines and
+    blends the changing text in from cached glyph bitmaps with numpy. The two data-dependent
+    axes (mixer weights, probabilities) are therefore drawn per frame too, on a
+    1-1.5-2-3-5-7.5 ladder with hysteresis so their scale does not jitter; the wave panel
+    has one scale per video (the tallest packet in a sample of the vocabulary), so
+    amplitudes compare across frames.
+    """
+
+    def __init__(self, model: WaveGPT, tokenizer: WaveTokenizer, size: tuple[int, int], layer: int, head: int):
+        canvas = self.canvas = _Canvas(tokenizer, size)
+        cfg = model.config
+        self.heading = "Classic GPT" if cfg.model_type == "classic" else "Wave-Native GPT"
+        canvas.fig.text(0.5, 0.932, f"preset {cfg.preset} · {_mixer_name(cfg)} · "
+                        f"{cfg.n_layers} layers × {cfg.n_heads} heads · d_model {cfg.d_model}",
+                        ha="center", va="top", color=MUTED, fontsize=10, parse_math=False)
+        self.wave = WavePanel(canvas, model)
+        self.mixer = MixerPanel(canvas, model, layer, head)
+        self.collapse = CollapsePanel(canvas)
+        self.text = TextPanel(canvas)
+        self.panels: list[_Panel] = [self.wave, self.mixer, self.collapse, self.text]
+        self.background = None
+
+    def update(self, state: FrameState) -> None:
+        """Point every panel at this frame's model state."""
+        canvas = self.canvas
+        canvas.texts = []
+        canvas.text(f"{self.heading} generating: token {state.step + 1} of {state.total}", canvas.size[0] / 2,
+                    0.025 * canvas.size[1], face="bold", size=15, ha="center", va="top")
+        for panel in self.panels:
+            panel.update(state)
 
     def render(self) -> np.ndarray:
         """The frame as a C-contiguous (H, W, 4) RGBA uint8 array (the canvas' own buffer: send it, then redraw).
 
         RGBA goes to ffmpeg as is: slicing off alpha would cost a strided copy per frame.
         """
+        canvas = self.canvas
         if self.background is None:
-            self.canvas.draw()  # animated artists are skipped: this is the background
-            self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+            canvas.agg.draw()  # animated artists are skipped: this is the background
+            self.background = canvas.agg.copy_from_bbox(canvas.fig.bbox)
         else:
-            self.canvas.restore_region(self.background)
-        renderer = self.canvas.get_renderer()
-        for artist in self.animated:
+            canvas.agg.restore_region(self.background)
+        renderer = canvas.agg.get_renderer()
+        for artist in canvas.animated:
             artist.draw(renderer)
-        frame = np.asarray(self.canvas.buffer_rgba())
-        if frame.shape[:2] != (self.size[1], self.size[0]):  # never expected: Agg sizes are exact
+        frame = np.asarray(canvas.agg.buffer_rgba())
+        if frame.shape[:2] != (canvas.size[1], canvas.size[0]):  # never expected: Agg sizes are exact
             raise RuntimeError(f"The figure rendered at {frame.shape[1]}x{frame.shape[0]}, not "
-                               f"{self.size[0]}x{self.size[1]}.")
+                               f"{canvas.size[0]}x{canvas.size[1]}.")
         rgb = frame[..., :3]  # a view: the drawing below lands in the canvas buffer
-        self._draw_data(rgb)
-        for text, x, y, style in self.texts:
-            self.sprites.draw(rgb, text, x, y, **style)
-        self._draw_text_panel(rgb)
+        for panel in self.panels[:-1]:
+            panel.draw(rgb)
+        for text, x, y, style in canvas.texts:
+            canvas.sprites.draw(rgb, text, x, y, **style)
+        self.text.draw(rgb)  # the text panel's own words, after the captions (as they always were drawn)
         return frame
 
     def close(self) -> None:
-        self.fig.clear()
+        self.canvas.fig.clear()
 
 
 # --- the render ---------------------------------------------------------------------------
@@ -795,35 +888,41 @@ def render_animation(
     model: WaveGPT,
     tokenizer: WaveTokenizer,
     prompt: str,
-    tokens: int = 40,
+    settings: SamplingSettings | None = None,
+    *,
     output: str | os.PathLike[str] = "wave.mp4",
     fps: int = 8,
     frames_per_token: int = 1,
     layer: int = -1,
     head: int = 0,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     progress: Callable[[int, int], None] | None = None,
+    tokens: int | None = None,
+    **fields: Any,
 ) -> AnimationResult:
-    """Generate `tokens` tokens and write an H.264 MP4 of the model's state at each step.
+    """Generate `settings.max_new_tokens` tokens and write an H.264 MP4 of the model's state at each step.
 
-    Frames per token > 1 ease the bars in and let the wave packet travel, for smoother
-    videos. `progress(frames_done, frames_total)` is called after every frame. Bad
-    arguments raise a one-sentence ValueError before anything is rendered.
+    Sampling is given as `settings` (SamplingSettings; only one sample, no stops) or as its
+    fields (`tokens=40, temperature=0.8, top_k=..., top_p=..., seed=...`; the seed defaults to
+    0 here). Frames per token > 1 ease the bars in and let the wave packet travel, for smoother
+    videos. `progress(frames_done, frames_total)` is called after every frame. Bad arguments
+    raise a one-sentence ValueError before anything is rendered.
     """
     start = time.perf_counter()
     target = check_output(output)
+    if tokens is not None:
+        fields["max_new_tokens"] = tokens
+    if settings is None:
+        fields.setdefault("max_new_tokens", 40)
+        fields.setdefault("seed", 0)
+    tokens = fields.get("max_new_tokens", settings.max_new_tokens if settings is not None else None)
     size = tuple(size) if isinstance(size, list) else size
     check_render_args(tokens, fps, frames_per_token, size)
-    check_sampling_args(tokens, temperature, top_k, top_p, 1)
+    settings = SamplingSettings.of(settings, **fields)
+    if settings.num_samples != 1:
+        raise ValueError(f"An animation shows one sample, not {settings.num_samples}.")
     layer, head = check_layer_head(model, layer, head)
-
-    seed = random_seed() if seed is None else seed
-    idx, top_k, generator = sampling_inputs(model, tokenizer, prompt, top_k, seed)
-    prompt_ids = idx[0].tolist()
+    idx, settings, generators = sampling_inputs(model, tokenizer, prompt, settings)
 
     import imageio_ffmpeg
 
@@ -834,52 +933,44 @@ def render_animation(
     except OSError as e:
         raise ValueError(f"Cannot write to the output folder {str(tmp.parent)!r} ({e.strerror}).") from None
 
-    attn = model.blocks[layer].attn
-    saved = (attn.capture, attn.last_weights)
     writer: Generator[None, Any, None] | None = None
-    steps: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+    steps: Iterator[SampleStep] | None = None
     scene: _Scene | None = None
     new_ids: list[int] = []
     model_s = draw_s = encode_s = 0.0
     total_frames = tokens * frames_per_token
-    block = model.config.block_size
-    context = prompt_ids[-block:]  # mirrors the window sample_tokens feeds the model
     try:
-        attn.capture = True
-        attn.last_weights = None
         scene = _Scene(model, tokenizer, size, layer, head)
         writer = imageio_ffmpeg.write_frames(
             str(tmp), size, pix_fmt_in="rgba", fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=6,
             macro_block_size=2, ffmpeg_log_level="error",
             output_params=["-preset", "veryfast", "-movflags", "+faststart"])
         writer.send(None)
-        steps = sample_tokens(model, idx, tokens, temperature, top_k, top_p, use_cache=True, generator=generator)
+        # Stops do not apply: the video shows every step sample_steps takes.
+        steps = sample_steps(model, idx, settings.replace(use_cache=True, stop=(), stop_at_eot=False),
+                             generators[0], weights_of=layer)
         text_before = ""
         for step in range(tokens):
             t0 = time.perf_counter()
-            token_t, probs_t = next(steps)
-            # The row belongs to the newest query: the last prompt token at the prefill, then
-            # the previous sampled token. Its length is the window's (shorter after a slide).
-            weights = attn.last_weights
-            if weights is None:
-                raise RuntimeError(f"Layer {layer}'s attention did not record its weights.")
-            row = weights[0, head].float().cpu().numpy()
-            last_g = getattr(attn, "last_g", None)  # the Wave Network mixer's global semantics G
-            g = float(last_g[0, head]) if last_g is not None else None
-            if len(row) != len(context):  # the mirror below must follow sample_tokens' window rule
-                raise RuntimeError(f"The attention row covers {len(row)} positions but the context window holds "
-                                   f"{len(context)} tokens; wavegpt.sampling changed how the window slides.")
-            probs = probs_t[0].float().cpu().numpy()
+            sampled = next(steps)
+            # The row belongs to the newest query of the window the model read: the last prompt
+            # token at the prefill, then the previous sampled token (shorter after a slide).
+            mixed = sampled.weights
+            row = mixed.row()[head].float().cpu().numpy()
+            g = float(mixed.g[0, head, -1]) if mixed.g is not None else None
+            probs = sampled.probs[0].float().cpu().numpy()
+            context = sampled.window[0].tolist()
             model_s += time.perf_counter() - t0
-            token = int(token_t[0])
+            token = int(sampled.token[0])
             new_ids.append(token)
             text_now = tokenizer.decode(new_ids)
             common = len(os.path.commonprefix([text_before, text_now]))
             for sub in range(frames_per_token):
                 t0 = time.perf_counter()
-                scene.update(step=step, total=tokens, grow=(sub + 1) / frames_per_token, shift=0.5 * sub,
-                             query=context[-1], context=context, weights=row, probs=probs, sampled=token,
-                             text_old=prompt + text_now[:common], text_new=text_now[common:], g=g)
+                scene.update(FrameState(step=step, total=tokens, grow=(sub + 1) / frames_per_token,
+                                        shift=0.5 * sub, context=context, weights=row, kind=mixed.kind, g=g,
+                                        probs=probs, sampled=token, text_old=prompt + text_now[:common],
+                                        text_new=text_now[common:]))
                 frame = scene.render()
                 t1 = time.perf_counter()
                 writer.send(frame)
@@ -889,9 +980,6 @@ def render_animation(
                 if progress is not None:
                     progress(step * frames_per_token + sub + 1, total_frames)
             text_before = text_now
-            context = context + [token]
-            if len(context) > block:
-                context = context[-(block // 2):]
         t0 = time.perf_counter()
         writer.close()
         writer = None
@@ -908,19 +996,18 @@ def render_animation(
             raise OSError(_video_failure(e, target.parent)) from None
         raise
     finally:
-        close = getattr(steps, "close", None)
-        if close is not None:
-            close()  # sample_tokens' own cleanup (the model back in its training mode), even after an error
-        attn.capture, attn.last_weights = saved
+        if steps is not None:
+            steps.close()  # sample_steps' own cleanup (the model back in its training mode), even after an error
         if scene is not None:
             scene.close()
     return AnimationResult(path=target, frames=total_frames, tokens=new_ids, text=tokenizer.decode(new_ids),
-                           seconds=time.perf_counter() - start, seed=seed, model_seconds=model_s,
+                           seconds=time.perf_counter() - start, seed=settings.seed, model_seconds=model_s,
                            draw_seconds=draw_s, encode_seconds=encode_s)
 
 
 __all__ = [
     "AnimationResult",
+    "FrameState",
     "CLASSIC_NOTE",
     "MAX_TOKENS",
     "check_layer_head",

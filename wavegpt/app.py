@@ -14,7 +14,6 @@ All request logic lives in `WaveApp`, free of widgets, so it can be tested direc
 from __future__ import annotations
 
 import atexit
-import copy
 import importlib
 import math
 import os
@@ -34,8 +33,8 @@ from matplotlib.figure import Figure
 
 from .checkpoint import WEIGHTS_NAME, CheckpointError, load_config, resolve_checkpoint
 from .generation import (
+    SamplingSettings,
     check_prompt_text,
-    check_sampling_args,
     encode_prompt,
     load_for_generation,
     random_seed,
@@ -243,9 +242,9 @@ class WaveApp:
             raise _refusal(f"The prompt is {len(prompt)} characters long; the app takes at most {MAX_PROMPT_CHARS}.")
         return prompt
 
-    def sampling_args(self, max_new_tokens: Any, temperature: Any, top_k: Any, top_p: Any,
-                      seed: Any) -> tuple[int, float, int | None, float | None, int]:
-        """The request's values as stream_text takes them (top-k 0 and top-p 1 mean off)."""
+    def sampling_settings(self, max_new_tokens: Any, temperature: Any, top_k: Any, top_p: Any,
+                          seed: Any) -> SamplingSettings:
+        """The request's values as SamplingSettings (top-k 0 and top-p 1 mean off), within the app's limits."""
         n = _whole(max_new_tokens, "Max new tokens")
         if not 1 <= n <= self.max_new_tokens:
             raise _refusal(f"Max new tokens must be between 1 and {self.max_new_tokens} in the app, not {n}.")
@@ -261,12 +260,11 @@ class WaveApp:
         s = _whole(seed, "Seed")
         if not 0 <= s <= MAX_SEED:
             raise _refusal(f"Seed must be between 0 and {MAX_SEED}, not {s if abs(s) < 10**20 else f'{s:.3g}'}.")
-        top_k_arg, top_p_arg = (k or None), (None if p >= 1 else p)
         try:
-            check_sampling_args(n, temp, top_k_arg, top_p_arg, 1)
+            return SamplingSettings(max_new_tokens=n, temperature=temp, top_k=k or None,
+                                    top_p=None if p >= 1 else p, seed=s)
         except ValueError as e:
             raise _refusal(str(e)) from None
-        return n, temp, top_k_arg, top_p_arg, s
 
     # -- requests ----------------------------------------------------------------------
 
@@ -274,12 +272,12 @@ class WaveApp:
                  top_p: Any, seed: Any) -> Iterator[str]:
         """Yield the generated text (without the prompt) so far, first "" then once per piece."""
         prompt = self.check_prompt(prompt)
-        n, temp, k, p, s = self.sampling_args(max_new_tokens, temperature, top_k, top_p, seed)
+        settings = self.sampling_settings(max_new_tokens, temperature, top_k, top_p, seed)
         model, tokenizer = self.load(name)
         text = ""
         yield text
         try:
-            for piece in stream_text(model, tokenizer, prompt, n, temp, k, p, seed=s):
+            for piece in stream_text(model, tokenizer, prompt, settings=settings):
                 text += piece
                 yield text
         except (ValueError, RuntimeError) as e:  # e.g. out of memory: one line, and the server lives on
@@ -311,21 +309,19 @@ class WaveApp:
         if not settings:
             raise _refusal("Generate some text first: the animation replays the last generation's settings.")
         prompt = self.check_prompt(settings.get("prompt"))
-        n, temp, k, p, s = self.sampling_args(settings.get("max_new_tokens"), settings.get("temperature"),
-                                              settings.get("top_k"), settings.get("top_p"), settings.get("seed"))
+        sampling = self.sampling_settings(settings.get("max_new_tokens"), settings.get("temperature"),
+                                          settings.get("top_k"), settings.get("top_p"), settings.get("seed"))
+        sampling = sampling.replace(max_new_tokens=min(sampling.max_new_tokens, ANIMATION_MAX_TOKENS))
+        # The shared model is used as is: the mixer weights come back with each forward pass,
+        # nothing is switched on the model, so concurrent generations cannot disturb the video.
         model, tokenizer = self.load(settings.get("checkpoint"))
-        # The animation switches on attention capture; a private copy keeps concurrent
-        # generations on the shared model from overwriting the weights it reads.
-        model = copy.deepcopy(model)
         output = self._video_path()
-        tokens = min(n, ANIMATION_MAX_TOKENS)
         try:
-            result = render_animation(model, tokenizer, prompt, tokens=tokens, output=output, temperature=temp,
-                                      top_k=k, top_p=p, seed=s, progress=progress)
+            result = render_animation(model, tokenizer, prompt, sampling, output=output, progress=progress)
         except (ValueError, RuntimeError, OSError) as e:
             raise _refusal(f"The animation could not be rendered: {e}") from None
         summary = (f"{len(result.tokens)} tokens, {result.frames} frames, rendered in {result.seconds:.1f} s "
-                   f"(seed {s}).")
+                   f"(seed {sampling.seed}).")
         return Path(result.path), summary
 
     def _video_path(self) -> Path:

@@ -1,7 +1,9 @@
 """Text in, text out: load a checkpoint with its tokenizer and stream sampled text.
 
-Everything here is a thin layer over `wavegpt.sampling.sample_tokens`, the one decoding
-loop, so the CLI, the app and the animation sample identically. Decoding is incremental
+Everything here is a thin layer over `wavegpt.sampling.sample_steps`, the one decoding
+loop, driven by one `SamplingSettings`, so the CLI, the app and the animation sample
+identically. Sampling fields may be given as keywords (`generate_texts(model, tok, "the", 40,
+temperature=0.9, seed=1)`) or as `settings=SamplingSettings(...)`. Decoding is incremental
 (cached keys/values, or the constant-size recurrent state in linear mode) unless
 `use_cache=False`, and both give the same tokens for the same seed.
 
@@ -17,7 +19,6 @@ would decode as U+FFFD); concatenating the pieces gives exactly `decode(new_toke
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -28,11 +29,11 @@ import torch
 
 from .checkpoint import TOKENIZER_NAME, WEIGHTS_NAME, CheckpointError, load_model, resolve_checkpoint
 from .model.gpt import WaveGPT
-from .sampling import sample_tokens
+from .sampling import MAX_NEW_TOKENS, MAX_SAMPLES, SamplingSettings, sample_steps
 from .tokenizer import WaveTokenizer
 
-MAX_NEW_TOKENS = 10_000  # per sample; a bigger request is almost surely a typo (and hours on a CPU)
-MAX_SAMPLES = 64
+__all__ = ["MAX_NEW_TOKENS", "MAX_SAMPLES", "SamplingSettings", "generate_texts", "load_for_generation",
+           "stream_samples", "stream_text"]
 CHECKPOINT_ENV = "WAVEGPT_CHECKPOINT"  # where an installed (non-checkout) copy keeps its model
 SAMPLE_SEPARATOR = "\n" + "-" * 40 + "\n"
 NO_SHIPPED_CHECKPOINT = (
@@ -120,37 +121,19 @@ def random_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def check_sampling_args(
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    num_samples: int,
-    repetition_penalty: float = 1.0,
-) -> None:
-    """One-sentence ValueErrors for requests the sampler cannot or should not serve."""
-    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, not {max_new_tokens}.")
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be 0 (greedy) or more, not {temperature}.")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, not {top_k}.")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], not {top_p}.")
-    if not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
-        raise ValueError(f"num_samples must be between 1 and {MAX_SAMPLES}, not {num_samples}.")
-    if not isinstance(repetition_penalty, (int, float)) or not 0 < repetition_penalty < math.inf:
-        raise ValueError(f"repetition_penalty must be a number above 0 (1 = off), not {repetition_penalty}.")
-
-
-def sampling_inputs(model: WaveGPT, tokenizer: WaveTokenizer, prompt: str, top_k: int | None,
-                    seed: int) -> tuple[torch.Tensor, int | None, torch.Generator]:
-    """The prompt ids, the clipped top-k and the seeded generator: everything that samples
-    (generate.py, the app, the animation) starts here, so one seed gives one text."""
+def sampling_inputs(model: WaveGPT, tokenizer: WaveTokenizer, prompt: str,
+                    settings: SamplingSettings) -> tuple[torch.Tensor, SamplingSettings, list[torch.Generator]]:
+    """The prompt ids, the settings made concrete for this model (a fresh seed drawn when none is
+    set, top-k clipped to the vocabulary) and one seeded generator per sample (sample i: seed + i):
+    everything that samples (generate.py, the app, the animation) starts here, so one seed gives
+    one text."""
     device = next(model.parameters()).device
     idx = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long, device=device)
-    top_k = min(top_k, model.config.vocab_size) if top_k is not None else None
-    return idx, top_k, torch.Generator(device=device).manual_seed(seed)
+    seed = random_seed() if settings.seed is None else settings.seed
+    top_k = min(settings.top_k, model.config.vocab_size) if settings.top_k is not None else None
+    settings = settings.replace(seed=seed, top_k=top_k)
+    generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(settings.num_samples)]
+    return idx, settings, generators
 
 
 def check_prompt_text(prompt: str) -> str:
@@ -238,17 +221,11 @@ def stream_samples(
     model: WaveGPT,
     tokenizer: WaveTokenizer,
     prompt: str,
-    max_new_tokens: int,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    use_cache: bool = True,
-    num_samples: int = 1,
-    stop_at_eot: bool = True,
-    stop: Sequence[str] = (),
-    repetition_penalty: float = 1.0,
+    max_new_tokens: int | None = None,
+    *,
+    settings: SamplingSettings | None = None,
     stats: dict | None = None,
+    **fields: Any,
 ) -> Iterator[tuple[int, str]]:
     """Yield (sample index, text piece) as tokens are produced, sample 0's text first, then 1's, ...
 
@@ -256,17 +233,15 @@ def stream_samples(
     seed + i, so it is the text a single sample with that seed gives. A sample ends at
     max_new_tokens, at the end-of-text token (unless stop_at_eot is False; the token itself is
     not emitted) or before the first of the `stop` strings; `stats`, if given, receives the
-    number of tokens generated ("tokens") and why each sample ended ("ended").
+    number of tokens generated ("tokens"), why each sample ended ("ended") and the seed ("seed").
     """
-    check_sampling_args(max_new_tokens, temperature, top_k, top_p, num_samples, repetition_penalty)
-    if isinstance(stop, str) or not all(isinstance(s, str) for s in stop):
-        raise ValueError("stop must be a list of strings.")
-    seed = random_seed() if seed is None else seed
-    idx, top_k, generator = sampling_inputs(model, tokenizer, prompt, top_k, seed)
-    generators = [generator] + [torch.Generator(device=idx.device).manual_seed(seed + i)
-                                for i in range(1, num_samples)]
+    if max_new_tokens is not None:
+        fields["max_new_tokens"] = max_new_tokens
+    settings = SamplingSettings.of(settings, **fields)
+    idx, settings, generators = sampling_inputs(model, tokenizer, prompt, settings)
+    num_samples = settings.num_samples
     decoders = [IncrementalDecoder(tokenizer) for _ in range(num_samples)]
-    stops = [StopStrings(stop) for _ in range(num_samples)]
+    stops = [StopStrings(settings.stop) for _ in range(num_samples)]
     ended: list[str | None] = [None] * num_samples
     buffers = [""] * num_samples  # text of samples not yet being streamed
     current, generated = 0, 0
@@ -287,23 +262,22 @@ def stream_samples(
                 yield current, buffers[current]
                 buffers[current] = ""
 
-    steps = sample_tokens(model, idx.expand(num_samples, -1), max_new_tokens, temperature, top_k, top_p,
-                          use_cache=use_cache, generator=generators if num_samples > 1 else generator,
-                          repetition_penalty=repetition_penalty)
+    steps = sample_steps(model, idx.expand(num_samples, -1), settings,
+                         generators if num_samples > 1 else generators[0])
     try:
-        for step, (tokens, _) in enumerate(steps):
-            for i, token in enumerate(tokens.tolist()):
+        for step, sampled in enumerate(steps):
+            for i, token in enumerate(sampled.token.tolist()):
                 if ended[i] is not None:
                     continue
                 generated += 1
-                if stop_at_eot and token == tokenizer.eot_id:
+                if settings.stop_at_eot and token == tokenizer.eot_id:
                     ended[i] = "eot"
                     yield from emit(i, stops[i].push(decoders[i].flush()) + stops[i].flush())
                 else:
                     yield from emit(i, stops[i].push(decoders[i].push(token)))
                     if stops[i].stopped:
                         ended[i] = "stop"
-                    elif step + 1 == max_new_tokens:
+                    elif step + 1 == settings.max_new_tokens:
                         ended[i] = "length"
                         yield from emit(i, stops[i].push(decoders[i].flush()) + stops[i].flush())
             yield from advance()
@@ -312,30 +286,25 @@ def stream_samples(
     finally:
         steps.close()
         if stats is not None:
-            stats.update(tokens=generated, ended=ended)
+            stats.update(tokens=generated, ended=ended, seed=settings.seed)
 
 
 def stream_text(
     model: WaveGPT,
     tokenizer: WaveTokenizer,
     prompt: str,
-    max_new_tokens: int,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    use_cache: bool = True,
-    num_samples: int = 1,
-    **stops: Any,
+    max_new_tokens: int | None = None,
+    *,
+    settings: SamplingSettings | None = None,
+    **fields: Any,
 ) -> Iterator[str]:
     """Yield the generated text (without the prompt) piece by piece as it is sampled.
 
-    With several samples, they follow each other separated by SAMPLE_SEPARATOR. `stops`:
-    stream_samples' stop_at_eot, stop and repetition_penalty.
+    With several samples, they follow each other separated by SAMPLE_SEPARATOR. Sampling fields
+    as in stream_samples.
     """
     current = 0
-    for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                        seed, use_cache, num_samples, **stops):
+    for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, settings=settings, **fields):
         if sample != current:
             yield SAMPLE_SEPARATOR * (sample - current)  # a sample that produced no text still gets its line
             current = sample
@@ -346,18 +315,15 @@ def generate_texts(
     model: WaveGPT,
     tokenizer: WaveTokenizer,
     prompt: str,
-    max_new_tokens: int,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    use_cache: bool = True,
-    num_samples: int = 1,
-    **stops: Any,
+    max_new_tokens: int | None = None,
+    *,
+    settings: SamplingSettings | None = None,
+    **fields: Any,
 ) -> list[str]:
-    """The generated continuations (without the prompt), one string per sample (`stops` as in stream_text)."""
-    texts = [""] * num_samples if isinstance(num_samples, int) and num_samples > 0 else []
-    for sample, piece in stream_samples(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                        seed, use_cache, num_samples, **stops):
+    """The generated continuations (without the prompt), one string per sample (fields as in stream_samples)."""
+    settings = SamplingSettings.of(settings, **({} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}),
+                                   **fields)
+    texts = [""] * settings.num_samples
+    for sample, piece in stream_samples(model, tokenizer, prompt, settings=settings):
         texts[sample] += piece
     return texts

@@ -110,71 +110,39 @@ def _find_metrics(checkpoint_folder: Path, resolved: Path) -> Path | None:
     return None
 
 
+# What the interference plot's colours mean, for each kind of MixerWeights.
+WEIGHT_MEANINGS = {
+    "softmax": "softmax weight",
+    "kernel": "weight {kernel}(q·k) / √(t+1)",
+    "linear": "linear-attention weight φ(q)·φ(k) / Σ ({kernel})",
+    "phase": "phase α of key token against G at the query (rad, mean over the head's dims)",
+}
+
+
 def interference_matrix(model, token_ids: list[int], layer: int = -1, head: int = 0) -> tuple[np.ndarray, str]:
     """The (T, T) weights with which each query position mixes the key positions of one head.
 
-    The attention modules only keep the newest query's row (`last_weights`), so this hooks the
-    layer's input (a forward pre-hook on the module), then recomputes the full matrix from the
-    module's own projections exactly as its forward does:
+    Read from the forward pass itself (`model(ids, weights_of=layer)`, the mixer's own
+    MixerWeights), so the plot shows what the model computes, never a re-derivation:
     interference: softmax over the causal scores normalize(q + q_phase) . normalize(k + k_phase) / temperature;
     pure wave, quadratic: kernel(q . k) / sqrt(t + 1) on the causal scores (rows need not sum to 1);
     pure wave, linear: phi(q) . phi(k) causally masked, divided by its row sum (the effective weights);
-    classic: scaled dot-product softmax. Future positions are NaN. Returns (matrix, what it shows).
+    classic: scaled dot-product softmax; the Wave Network: each key token's phase against the
+    query's global semantics G. Future positions are NaN. Returns (matrix, what it shows).
     """
     import torch
 
-    from .model.attention import CausalSelfAttention, InterferenceAttention, PureWaveAttention
-    from .model.wave_network import WaveNetworkMixer
-    from .ops import feature_map, wave_phases
-    from .ops.linear_attention import EPS
-
-    attn = model.blocks[layer].attn
-    seen: dict[str, torch.Tensor] = {}
-
-    def grab(module, args):
-        seen["x"] = args[0].detach()
-
-    handle = attn.register_forward_pre_hook(grab)
-    try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.tensor([token_ids], dtype=torch.long, device=device))
-    finally:
-        handle.remove()
+    cfg = model.config
     with torch.no_grad():
-        x = seen["x"]
-        B, T, _ = x.shape
-        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        if isinstance(attn, InterferenceAttention):
-            weights = attn.attention_weights(x)[0, head]
-            rotated = ", rotated by position" if attn.rotary_base is not None else ""
-            what = f"softmax weight (interference of phase-shifted q, k waves{rotated})"
-        elif isinstance(attn, PureWaveAttention):
-            t = torch.arange(T, device=x.device, dtype=x.dtype)[:, None]
-            q = attn._wave(attn.omega_q(x), attn.phi_q(x), t, B, T)[0, head]
-            k = attn._wave(attn.omega_k(x), attn.phi_k(x), t, B, T)[0, head]
-            if attn.mode == "quadratic":
-                counts = torch.arange(1, T + 1, device=x.device, dtype=x.dtype)
-                weights = feature_map(q @ k.T, attn.kernel).masked_fill(future, 0.0) * counts.rsqrt()[:, None]
-                what = f"weight {attn.kernel}(q·k) / √(t+1)"
-            else:
-                a = (feature_map(q, attn.kernel) @ feature_map(k, attn.kernel).T).masked_fill(future, 0.0)
-                weights = a / (a.sum(-1, keepdim=True) + EPS)
-                what = f"linear-attention weight φ(q)·φ(k) / Σ ({attn.kernel})"
-        elif isinstance(attn, CausalSelfAttention):
-            weights = attn.attention_weights(x)[0, head]
-            what = "softmax weight"
-        elif isinstance(attn, WaveNetworkMixer):  # no weights: token s's phase against the prefix's G at t
-            w1 = attn.proj1(x)[0]  # (T, d)
-            energy = torch.cumsum(w1 * w1, dim=0)  # G_t^2 over tokens <= t
-            group = w1.shape[-1] // attn.n_heads
-            cols = slice(head * group, (head + 1) * group)
-            weights = wave_phases(w1[None, :, cols], energy[:, None, cols]).mean(-1)  # (t, s)
-            what = "phase α of key token against G at the query (rad, mean over the head's dims)"
-        else:  # pragma: no cover - every mixer wavegpt builds is handled above
-            raise ValueError(f"No interference pattern for {type(attn).__name__}.")
-        out = weights.float().cpu().numpy().copy()
-    out[future.cpu().numpy()] = np.nan
+        device = next(model.parameters()).device
+        _, _, mixed = model(torch.tensor([token_ids], dtype=torch.long, device=device), weights_of=layer)
+    out = mixed.weights[0, head].float().cpu().numpy().copy()
+    T = out.shape[0]
+    out[np.triu(np.ones((T, T), dtype=bool), 1)] = np.nan
+    what = WEIGHT_MEANINGS[mixed.kind].format(kernel=cfg.kernel)
+    if cfg.model_type == "wave" and cfg.attention == "interference":
+        rotated = ", rotated by position" if cfg.position == "rotary" else ""
+        what = f"softmax weight (interference of phase-shifted q, k waves{rotated})"
     return out, what
 
 

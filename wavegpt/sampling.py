@@ -1,5 +1,12 @@
 """Sampling, with incremental decoding, written once for every model variant.
 
+`SamplingSettings` is the one description of how to sample (length, temperature, top-k,
+top-p, repetition penalty, seed, samples, stops, cache), checked once when it is made; the
+Python API, the commands (`wavegpt.cli.add_sampling_arguments`), the app and the animation
+all build one and pass it down. `sample_steps` is the one decoding loop: each step reports
+the sampled tokens, the distribution they came from, the window the model read, whether the
+window slid before it, and (when asked) one layer's mixer weights.
+
 How the context slides past `block_size`: the model sees a window of at most block_size
 tokens whose first token is position 0. When a new token would make the window longer
 than block_size, the window restarts from its newest `block_size // 2` tokens (the new
@@ -11,11 +18,99 @@ work; a slide costs one prefill of block_size/2 tokens, once every block_size/2 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .model.attention import MixerWeights
 from .model.gpt import DecodeCache, WaveGPT
+from .tokenizer import DEFAULT_TEMPERATURE
+
+MAX_NEW_TOKENS = 10_000  # per sample; a bigger request is almost surely a typo (and hours on a CPU)
+MAX_SAMPLES = 64
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingSettings:
+    """How to sample; every field is checked when the settings are made (one-sentence ValueError).
+
+    top_k / top_p None turn them off; temperature 0 is greedy; repetition_penalty 1 is off;
+    seed None draws a fresh seed when sampling starts. `replace(**changes)` gives checked copies.
+    """
+
+    max_new_tokens: int = 200
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    num_samples: int = 1
+    stop_at_eot: bool = True
+    stop: tuple[str, ...] = ()
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.max_new_tokens) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, not {self.max_new_tokens}.")
+        if not _is_real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(f"temperature must be 0 (greedy) or more, not {self.temperature}.")
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
+            raise ValueError(f"top_k must be at least 1, not {self.top_k}.")
+        if self.top_p is not None and (not _is_real(self.top_p) or not 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}.")
+        if not _is_int(self.num_samples) or not 1 <= self.num_samples <= MAX_SAMPLES:
+            raise ValueError(f"num_samples must be between 1 and {MAX_SAMPLES}, not {self.num_samples}.")
+        if not _is_real(self.repetition_penalty) or not 0 < self.repetition_penalty < math.inf:
+            raise ValueError(f"repetition_penalty must be a number above 0 (1 = off), not {self.repetition_penalty}.")
+        if self.seed is not None and not _is_int(self.seed):
+            raise ValueError(f"seed must be a whole number, not {self.seed!r}.")
+        if isinstance(self.stop, str) or not isinstance(self.stop, Sequence) \
+                or not all(isinstance(s, str) for s in self.stop):
+            raise ValueError("stop must be a list of strings.")
+        object.__setattr__(self, "stop", tuple(self.stop))
+        for name in ("stop_at_eot", "use_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}.")
+
+    def replace(self, **changes: Any) -> SamplingSettings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(cls, settings: SamplingSettings | None = None, **fields: Any) -> SamplingSettings:
+        """`settings` with `fields` changed, or new settings from `fields` alone."""
+        if settings is None:
+            return cls(**fields)
+        if not isinstance(settings, SamplingSettings):
+            raise TypeError(f"settings must be SamplingSettings, not {type(settings).__name__}.")
+        return settings.replace(**fields) if fields else settings
+
+
+@dataclass
+class SampleStep:
+    """One step of decoding: what was sampled, from what, having read which window.
+
+    `window` (B, T) holds the tokens the model read for this step (its newest is the token
+    being read; the mixer weights, when asked for, cover exactly these positions); `slid` is
+    True when the window restarted from its newest block_size // 2 tokens before this step.
+    """
+
+    token: torch.Tensor  # (B,)
+    probs: torch.Tensor  # (B, V), the distribution the token was drawn from
+    window: torch.Tensor  # (B, T)
+    slid: bool = False
+    weights: MixerWeights | None = None
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -71,27 +166,19 @@ def next_token(
 
 
 @torch.no_grad()
-def sample_tokens(
+def sample_steps(
     model: WaveGPT,
     idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    use_cache: bool = True,
+    settings: SamplingSettings,
     generator: torch.Generator | list[torch.Generator] | None = None,
-    repetition_penalty: float = 1.0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (token (B,), probabilities (B, V)) for each new token of the prompt idx (B, T).
+    weights_of: int | None = None,
+) -> Iterator[SampleStep]:
+    """Yield a `SampleStep` for each new token of the prompt idx (B, T): the one decoding loop.
 
-    repetition_penalty > 1 makes every token already in a row (prompt or generated, the whole
-    text, not only the window) less likely; 1 turns it off."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be 0 or more, not {temperature}.")
-    if not repetition_penalty > 0:
-        raise ValueError(f"repetition_penalty must be more than 0, not {repetition_penalty}.")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], not {top_p}.")
+    `settings.max_new_tokens` steps at most (the seed and stops are the text layer's business:
+    `generator` draws the tokens, one per row or one for all); `weights_of=layer` adds that
+    layer's mixer weights to every step. repetition_penalty > 1 makes every token already in a
+    row (prompt or generated, the whole text, not only the window) less likely."""
     if idx.shape[1] == 0:
         raise ValueError("The prompt must hold at least one token.")
     was_training = model.training
@@ -99,32 +186,55 @@ def sample_tokens(
     block = model.config.block_size
     window = idx[:, -block:]
     cache = None
+    slid = False
     seen = None
-    if repetition_penalty != 1.0:
+    penalty = settings.repetition_penalty
+    if penalty != 1.0:
         seen = torch.zeros(idx.shape[0], model.config.vocab_size, dtype=torch.bool, device=idx.device)
         seen.scatter_(1, idx, True)
     try:
-        for step in range(max_new_tokens):
-            if use_cache:
+        for step in range(settings.max_new_tokens):
+            if settings.use_cache:
                 if cache is None:  # prefill the (new) window in one pass
                     cache = DecodeCache(model.config.n_layers)
-                    logits, _ = model(window, cache=cache, last_only=True)
+                    out = model(window, cache=cache, last_only=True, weights_of=weights_of)
                 else:
-                    logits, _ = model(window[:, -1:], cache=cache, last_only=True)
+                    out = model(window[:, -1:], cache=cache, last_only=True, weights_of=weights_of)
             else:
-                logits, _ = model(window, last_only=True)
-            logits = logits[:, -1]
+                out = model(window, last_only=True, weights_of=weights_of)
+            logits = out[0][:, -1]
             if seen is not None:
-                logits = penalize_repeats(logits, seen, repetition_penalty)
-            token, probs = next_token(logits, temperature, top_k, top_p, generator)
+                logits = penalize_repeats(logits, seen, penalty)
+            token, probs = next_token(logits, settings.temperature, settings.top_k, settings.top_p, generator)
             if seen is not None:
                 seen.scatter_(1, token[:, None], True)
-            yield token, probs
-            if step + 1 == max_new_tokens:
+            yield SampleStep(token, probs, window, slid, out[2] if weights_of is not None else None)
+            if step + 1 == settings.max_new_tokens:
                 break
             window = torch.cat([window, token[:, None]], dim=1)
-            if window.shape[1] > block:
+            slid = window.shape[1] > block
+            if slid:
                 window = window[:, -(block // 2):]
                 cache = None
     finally:
         model.train(was_training)
+
+
+def sample_tokens(
+    model: WaveGPT,
+    idx: torch.Tensor,
+    max_new_tokens: int | None = None,
+    *,
+    settings: SamplingSettings | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    **fields: Any,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (token (B,), probabilities (B, V)) for each new token: `sample_steps` without the
+    window and weights. Sampling fields (temperature, top_k, ...) as in SamplingSettings; the
+    temperature defaults to 1 here, as in nanoGPT's generate."""
+    if max_new_tokens is not None:
+        fields["max_new_tokens"] = max_new_tokens
+    if settings is None:
+        fields.setdefault("temperature", 1.0)
+    for step in sample_steps(model, idx, SamplingSettings.of(settings, **fields), generator):
+        yield step.token, step.probs

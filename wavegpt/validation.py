@@ -3,7 +3,7 @@
 Every check ends in one sentence naming the value and what is allowed (an `InputError`, a
 ValueError, which each command turns into `error: ...` and exit status 2). The training
 flags are checked here; config.json fields by `WaveGPTConfig.validate` (each field against
-its annotated type, then the ranges); sampling values by `generation.check_sampling_args`;
+its annotated type, then the ranges); sampling values by `sampling.SamplingSettings`;
 app inputs by `app.WaveApp`; the checkpoint environment variable by
 `generation.default_checkpoint`; paths by `check_output_folder` below.
 """

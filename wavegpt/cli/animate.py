@@ -8,7 +8,8 @@ the wave packet of the token being read, its attention (interference) over the c
 the chosen layer and head, the collapse of the next-token distribution (top 10, the
 sampled token marked) and the text so far. A classic checkpoint has no wave packets; its
 videos say so in that panel. Sampling flags mean what they mean for wavegpt-generate, so
-the same checkpoint, --seed, --temperature, --top-k and --top-p give the same tokens.
+the same checkpoint, --seed, --temperature, --top-k, --top-p and --repetition-penalty give
+the same tokens.
 The video is H.264 (yuv420p, faststart), playable in browsers and in the app.
 """
 
@@ -18,8 +19,7 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import add_checkpoint_argument, checkpoint_or_shipped
-from .generate import DEFAULT_TOP_K
+from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=-1,
                    help="layer whose attention is shown; negative counts from the end (default -1, the last)")
     p.add_argument("--head", type=int, default=0, help="attention head shown (default 0)")
-    p.add_argument("--temperature", type=float, default=0.8,
-                   help="softmax temperature; 0 is greedy, higher is more random (default 0.8)")
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
-                   help=f"sample only among the k likeliest tokens; 0 turns it off (default {DEFAULT_TOP_K}, "
-                        "as in wavegpt-generate)")
-    p.add_argument("--top-p", type=float, default=None,
-                   help="nucleus sampling: only the likeliest tokens holding this much probability, in (0, 1] "
-                        "(default: off)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same tokens (default 0)")
+    add_sampling_arguments(p, seed_default=0)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     return p
 
@@ -63,13 +55,12 @@ def run(argv: list[str] | None = None) -> None:
     require("viz", "wavegpt-animate")
 
     from ..animation import check_layer_head, check_output, check_render_args, parse_size, render_animation
-    from ..generation import check_prompt_text, check_sampling_args, load_for_generation
+    from ..generation import check_prompt_text, load_for_generation
 
-    top_k = None if args.top_k == 0 else args.top_k
     # Everything that needs no model is checked before the (slow) checkpoint load.
     size = parse_size(args.size)
     check_render_args(args.tokens, args.fps, args.frames_per_token, size)
-    check_sampling_args(args.tokens, args.temperature, top_k, args.top_p, 1)
+    settings = sampling_settings(args, args.tokens)
     check_prompt_text(args.prompt)
     output = check_output(args.output)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
@@ -81,9 +72,8 @@ def run(argv: list[str] | None = None) -> None:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        result = render_animation(model, tokenizer, args.prompt, tokens=args.tokens, output=output, fps=args.fps,
+        result = render_animation(model, tokenizer, args.prompt, settings, output=output, fps=args.fps,
                                   frames_per_token=args.frames_per_token, layer=args.layer, head=args.head,
-                                  temperature=args.temperature, top_k=top_k, top_p=args.top_p, seed=args.seed,
                                   size=size, progress=progress)
     print(result.path)
     print(f"{result.frames} frames in {result.seconds:.2f} s ({result.frames / max(result.seconds, 1e-9):.1f} "

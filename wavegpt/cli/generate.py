@@ -15,8 +15,7 @@ import sys
 import time
 
 from ..config import ConfigError
-from ..tokenizer import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
-from . import add_checkpoint_argument, checkpoint_or_shipped
+from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,15 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
     p.add_argument("--max-new-tokens", type=int, default=200,
                    help=f"tokens to generate per sample, 1 to {MAX_NEW_TOKENS} (default 200)")
-    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
-                   help="softmax temperature; 0 is greedy, higher is more random (default 0.8)")
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
-                   help=f"sample only among the k likeliest tokens; 0 turns it off (default {DEFAULT_TOP_K})")
-    p.add_argument("--top-p", type=float, default=None,
-                   help="nucleus sampling: only the likeliest tokens holding this much probability, in (0, 1] "
-                        "(default: off)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed; the same seed gives the same text (default: a fresh one, printed on stderr)")
+    add_sampling_arguments(p)
     p.add_argument("--num-samples", type=int, default=1,
                    help=f"independent samples, 1 to {MAX_SAMPLES}, drawn together as one batch and printed one after "
                         "another, separated by a line of dashes; sample i is the text --seed SEED+i gives alone "
@@ -45,9 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end a sample before this text (repeatable; the stop text itself is not printed)")
     p.add_argument("--ignore-eot", action="store_true",
                    help="keep generating past the end-of-text token (default: a sample ends there)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="above 1 makes tokens already in the text less likely (CTRL's penalty; 1.2 is a common "
-                        "choice); 1 is off (default)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompute the whole context for every token instead of decoding incrementally "
                         "(same tokens, much slower; for checking)")
@@ -64,17 +52,9 @@ def _write(text: str) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..generation import (
-        SAMPLE_SEPARATOR,
-        check_prompt_text,
-        check_sampling_args,
-        load_for_generation,
-        random_seed,
-        stream_samples,
-    )
+    from ..generation import SAMPLE_SEPARATOR, check_prompt_text, load_for_generation, random_seed, stream_samples
 
     args = build_parser().parse_args(argv)
-    top_k = None if args.top_k == 0 else args.top_k
     check_prompt_text(args.prompt)  # before anything is printed or loaded
     if args.threads is not None:
         if not 1 <= args.threads <= 1024:
@@ -83,16 +63,14 @@ def run(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
-    check_sampling_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.num_samples,
-                        args.repetition_penalty)
+    settings = sampling_settings(args, args.max_new_tokens, num_samples=args.num_samples, use_cache=not args.no_cache,
+                                 stop_at_eot=not args.ignore_eot, stop=args.stop)
     model, tokenizer = load_for_generation(checkpoint, args.device)
-    seed = random_seed() if args.seed is None else args.seed
-    print(f"seed {seed} (rerun with --seed {seed} to get the same text)", file=sys.stderr)
+    if settings.seed is None:
+        settings = settings.replace(seed=random_seed())
+    print(f"seed {settings.seed} (rerun with --seed {settings.seed} to get the same text)", file=sys.stderr)
     stats: dict = {}
-    pieces = stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, top_k,
-                            args.top_p, seed=seed, use_cache=not args.no_cache, num_samples=args.num_samples,
-                            stop_at_eot=not args.ignore_eot, stop=args.stop,
-                            repetition_penalty=args.repetition_penalty, stats=stats)
+    pieces = stream_samples(model, tokenizer, args.prompt, settings=settings, stats=stats)
     start = time.perf_counter()
     _write(args.prompt)
     current = 0

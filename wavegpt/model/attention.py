@@ -4,6 +4,11 @@ Each takes x (B, T, d) whose first token sits at absolute position `start_pos`, 
 optional per-layer `LayerCache` that makes decoding incremental: cached keys and values for
 the softmax and quadratic forms, the constant-size state (S, z) for linear mode.
 `impl = "reference"` switches a module to the naive operator its fast form is tested against.
+
+Every mixer's forward returns `(y, weights)`: with `need_weights=True` the second item is a
+`MixerWeights` (how each query of this call weighed every context position, the numbers the
+mixer itself mixes with), else None. This is the one place attention weights come from: the
+plots, the app and the animation all read them here, and no module keeps per-call state.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch.nn.functional as F
 
 from ..config import WaveGPTConfig
 from ..ops import (
+    EPS,
     apply_rotary,
     chunk_linear_attention,
     feature_map,
@@ -58,17 +64,40 @@ class LayerCache:
         return self.k, self.v
 
 
+@dataclass
+class MixerWeights:
+    """What one call of a mixer did with its context, for looking inside (never for training).
+
+    `weights` (B, H, Tq, Tk): row i is the i-th query of the call (absolute position
+    Tk - Tq + i) over all Tk context positions so far, future positions 0. `kind` names the
+    numbers: "softmax" (rows sum to 1), "kernel" (pure wave, quadratic: kernel(q.k) / sqrt(t+1)),
+    "linear" (pure wave, linear: phi(q).phi(k) / its row sum), "phase" (the Wave Network: the
+    phase of each context token against the query's global semantics G, in [0, pi], averaged
+    over the H groups of d/H dimensions); `g` (B, H, Tq) is that G.
+    """
+
+    weights: torch.Tensor
+    kind: str
+    g: torch.Tensor | None = None
+
+    def row(self, query: int = -1, batch: int = 0) -> torch.Tensor:
+        """(H, Tk) weights of one query (default: the newest) of one batch row."""
+        return self.weights[batch, :, query]
+
+
+def _causal(Tq: int, Tk: int, device: torch.device) -> torch.Tensor:
+    """(Tq, Tk) True where query i (at position Tk - Tq + i) may see key j."""
+    return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(Tk - Tq)
+
+
 class _Mixer(nn.Module):
     impl = "fast"
-    # When set, the newest query's weights over the context, (B, H, Tk), are kept in
-    # `last_weights` so the animation shows the model's own attention, not a recomputation.
-    capture = False
-    last_weights: torch.Tensor | None = None
 
     def _heads(self, t: torch.Tensor, B: int, T: int) -> torch.Tensor:
         return t.view(B, T, self.n_heads, -1).transpose(1, 2)
 
-    def _softmax_mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache | None) -> torch.Tensor:
+    def _softmax_mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache | None,
+                     need_weights: bool) -> tuple[torch.Tensor, MixerWeights | None]:
         """Causal softmax attention of already-scaled q over the cached and new k, v; merged heads out."""
         if cache is not None:
             k, v = cache.append(k, v)
@@ -76,17 +105,18 @@ class _Mixer(nn.Module):
             y = naive_softmax_attention(q, k, v)
         else:
             y = softmax_attention(q, k, v, self.dropout if self.training else 0.0)
-        if self.capture:
-            self.last_weights = torch.softmax(q[:, :, -1:] @ k.transpose(-1, -2), dim=-1)[:, :, 0]
-        return self._merge(y)
+        weights = None
+        if need_weights:
+            with torch.no_grad():
+                allowed = _causal(q.shape[-2], k.shape[-2], q.device)
+                scores = (q @ k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
+                weights = MixerWeights(torch.softmax(scores, dim=-1), "softmax")
+        return self._merge(y), weights
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        """The causal softmax weights (B, H, T, T) this mixer uses on x (future entries are 0)."""
-        q, k = self.query_key(x, start_pos)
-        T = x.shape[1]
-        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        return torch.softmax((q @ k.transpose(-1, -2)).masked_fill(future, float("-inf")), dim=-1)
+        """The weights (B, H, T, T) this mixer uses on x (future entries are 0): its forward's own."""
+        return self(x, start_pos, need_weights=True)[1].weights
 
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
         B, H, T, D = y.shape
@@ -138,9 +168,10 @@ class InterferenceAttention(_Mixer):
         q, k, _ = self._qkv(x, start_pos)
         return q, k
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
         q, k, v = self._qkv(x, start_pos)
-        return self._softmax_mix(q, k, v, cache)
+        return self._softmax_mix(q, k, v, cache, need_weights)
 
 
 class PureWaveAttention(_Mixer):
@@ -167,7 +198,8 @@ class PureWaveAttention(_Mixer):
         w = torch.sin(self._heads(omega, B, T) * t + self._heads(phi, B, T))
         return F.normalize(w, dim=-1) * self.scale
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
         B, T, _ = x.shape
         t = torch.arange(start_pos, start_pos + T, device=x.device, dtype=x.dtype)[:, None]
         q = self._wave(self.omega_q(x), self.phi_q(x), t, B, T)
@@ -178,19 +210,13 @@ class PureWaveAttention(_Mixer):
                 k, v = cache.append(k, v)
             fn = naive_kernel_attention if self.impl == "reference" else kernel_attention
             y = fn(q, k, v, self.kernel)
-            if self.capture:
-                self.last_weights = feature_map(q[:, :, -1:] @ k.transpose(-1, -2), self.kernel)[:, :, 0]
-            return self._merge(y)
+            return self._merge(y), (self._kernel_weights(q, k) if need_weights else None)
         fq, fk = feature_map(q, self.kernel), feature_map(k, self.kernel)
-        if self.capture:  # kernel scores over the context: keep the key features seen so far
-            keys = fk if cache is None or cache.k is None else torch.cat([cache.k, fk], dim=-2)
-            if cache is not None:
-                cache.k = keys
-            self.last_weights = (fq[:, :, -1:] @ keys.transpose(-1, -2))[:, :, 0]
+        weights = self._linear_weights(fq, fk, cache) if need_weights else None
         if self.impl == "reference":
             if cache is not None:
                 raise ValueError("The naive linear attention has no decoding form; use impl='fast'.")
-            return self._merge(naive_linear_attention(fq, fk, v))
+            return self._merge(naive_linear_attention(fq, fk, v)), weights
         state = cache.state if cache is not None else None
         if T == 1 and cache is not None:
             y, state = recurrent_linear_attention(fq, fk, v, state)
@@ -198,7 +224,29 @@ class PureWaveAttention(_Mixer):
             y, state = chunk_linear_attention(fq, fk, v, self.chunk_size, state)
         if cache is not None:
             cache.state = state
-        return self._merge(y)
+        return self._merge(y), weights
+
+    @torch.no_grad()
+    def _kernel_weights(self, q: torch.Tensor, k: torch.Tensor) -> MixerWeights:
+        """kernel(q.k) / sqrt(t + 1), causally masked: the weights `kernel_attention` mixes v with."""
+        Tq, Tk = q.shape[-2], k.shape[-2]
+        counts = torch.arange(Tk - Tq + 1, Tk + 1, device=q.device, dtype=q.dtype)
+        scores = feature_map(q @ k.transpose(-1, -2), self.kernel)
+        weights = scores.masked_fill(~_causal(Tq, Tk, q.device), 0.0) * counts.rsqrt()[:, None]
+        return MixerWeights(weights, "kernel")
+
+    @torch.no_grad()
+    def _linear_weights(self, fq: torch.Tensor, fk: torch.Tensor, cache: LayerCache | None) -> MixerWeights:
+        """phi(q).phi(k) / its causal row sum: the weights linear attention's output amounts to.
+
+        Linear mode keeps no keys when decoding (only the state S, z), so while weights are asked
+        for, the key features seen so far ride along in the layer's cache (`cache.k`)."""
+        keys = fk if cache is None or cache.k is None else torch.cat([cache.k, fk], dim=-2)
+        if cache is not None:
+            cache.k = keys
+        Tq, Tk = fq.shape[-2], keys.shape[-2]
+        a = (fq @ keys.transpose(-1, -2)).masked_fill(~_causal(Tq, Tk, fq.device), 0.0)
+        return MixerWeights(a / (a.sum(-1, keepdim=True) + EPS), "linear")
 
 
 class CausalSelfAttention(_Mixer):
@@ -226,9 +274,10 @@ class CausalSelfAttention(_Mixer):
         q, k, _ = self._qkv(x, start_pos)
         return q, k
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
         q, k, v = self._qkv(x, start_pos)
-        return self._softmax_mix(q, k, v, cache)
+        return self._softmax_mix(q, k, v, cache, need_weights)
 
 
 def build_attention(config: WaveGPTConfig) -> _Mixer:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import WaveGPTConfig
-from .attention import LayerCache, build_attention
+from .attention import LayerCache, MixerWeights, build_attention
 from .embedding import ClassicEmbedding, WavePacketEmbedding
 from .mlp import ResonanceMLP
 
@@ -34,9 +35,11 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.d_model)
         self.mlp = ResonanceMLP(config)
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), start_pos, cache)
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
+        mixed, weights = self.attn(self.ln1(x), start_pos, cache, need_weights)
+        x = x + mixed
+        return x + self.mlp(self.ln2(x)), weights
 
 
 class CollapseHead(nn.Module):
@@ -61,7 +64,10 @@ class DecodeCache:
 
 
 class WaveGPT(nn.Module):
-    """`model(idx, targets)` returns `(logits, loss)`; loss is mean cross-entropy (nats/token)."""
+    """`model(idx, targets)` returns `(logits, loss)`; loss is mean cross-entropy (nats/token).
+
+    `model(idx, weights_of=layer)` returns `(logits, loss, MixerWeights)`: that layer's mixer
+    weights for this call, the one source of attention weights (see `model.attention`)."""
 
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
@@ -109,15 +115,22 @@ class WaveGPT(nn.Module):
         targets: torch.Tensor | None = None,
         cache: DecodeCache | None = None,
         last_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weights_of: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, MixerWeights]:
         start = cache.pos if cache is not None else 0
         if start + idx.shape[1] > self.config.block_size:
             raise ValueError(
                 f"Sequence of {start + idx.shape[1]} tokens exceeds block_size {self.config.block_size}."
             )
         x = self.drop(self.embedding(idx, start))
+        n = len(self.blocks)
+        if weights_of is not None and not -n <= weights_of < n:
+            raise ValueError(f"weights_of must be a layer from {-n} to {n - 1}, not {weights_of}.")
+        wanted = None if weights_of is None else weights_of % n
+        weights = None
         for i, block in enumerate(self.blocks):
-            x = block(x, start, cache.layers[i] if cache is not None else None)
+            x, w = block(x, start, cache.layers[i] if cache is not None else None, i == wanted)
+            weights = w if i == wanted else weights
         if cache is not None:
             cache.pos += idx.shape[1]
         if last_only:
@@ -126,7 +139,7 @@ class WaveGPT(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1)
-        return logits, loss
+        return (logits, loss) if weights_of is None else (logits, loss, weights)
 
     @torch.no_grad()
     def generate(
@@ -135,17 +148,17 @@ class WaveGPT(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
+        *,
         generator: torch.Generator | None = None,
-        repetition_penalty: float = 1.0,
+        **settings: Any,
     ) -> torch.Tensor:
-        """Append `max_new_tokens` sampled tokens to idx (B, T) and return the whole sequence."""
-        from ..sampling import sample_tokens
+        """Append `max_new_tokens` sampled tokens to idx (B, T) and return the whole sequence
+        (nanoGPT's signature; further sampling fields, e.g. top_p or use_cache, as keywords of
+        `wavegpt.sampling.SamplingSettings`)."""
+        from ..sampling import SamplingSettings, sample_steps
 
-        new = [tok for tok, _ in sample_tokens(self, idx, max_new_tokens, temperature, top_k, top_p,
-                                                 use_cache=use_cache, generator=generator,
-                                                 repetition_penalty=repetition_penalty)]
+        chosen = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, **settings)
+        new = [step.token for step in sample_steps(self, idx, chosen, generator)]
         return torch.cat([idx, *(t[:, None] for t in new)], dim=1)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None, tokenizer=None,

@@ -2,6 +2,7 @@
 
 from .kernel_attention import kernel_attention, naive_kernel_attention
 from .linear_attention import (
+    EPS,
     chunk_linear_attention,
     feature_map,
     naive_linear_attention,
@@ -15,6 +16,6 @@ __all__ = [
     "softmax_attention", "naive_softmax_attention",
     "kernel_attention", "naive_kernel_attention",
     "apply_rotary", "naive_rotary", "rotary_angles",
-    "feature_map", "naive_linear_attention", "chunk_linear_attention", "recurrent_linear_attention",
+    "EPS", "feature_map", "naive_linear_attention", "chunk_linear_attention", "recurrent_linear_attention",
     "naive_wave_network", "wave_network", "wave_network_step", "wave_phases",
 ]
