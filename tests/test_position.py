@@ -87,17 +87,17 @@ def test_pure_wave_attention_refuses_rotary_in_one_sentence():
 
 
 def test_wave_parameters_get_their_own_learning_rate_and_no_decay():
-    from wavegpt.trainer import TrainArgs, build_optimizer
+    from wavegpt.trainer import build_optimizer
 
     model = WaveGPT(tiny_config("baseline", wave_lr_scale=0.5, wave_param_decay=False))
-    optimizer = build_optimizer(model, TrainArgs())
+    optimizer = build_optimizer(model)
     wave_group = optimizer.param_groups[-1]
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)].rsplit(".", 1)[-1] for p in wave_group["params"]} >= {"frequencies", "phases",
                                                                                  "amplitudes", "q_phase"}
     assert wave_group["lr_scale"] == 0.5 and wave_group["weight_decay"] == 0.0
     assert not any(is_wave_parameter(names[id(p)]) for g in optimizer.param_groups[:-1] for p in g["params"])
-    seed_faithful = build_optimizer(WaveGPT(tiny_config("baseline")), TrainArgs())
+    seed_faithful = build_optimizer(WaveGPT(tiny_config("baseline")))
     assert len(seed_faithful.param_groups) == 2  # old optimizer states keep loading
 
 
