@@ -85,5 +85,6 @@ def serve(args: argparse.Namespace) -> None:
         raise ValueError(f"cannot listen on {host}:{port} (the port is in use or the address is not this "
                          f"machine's); choose another with --port or --host.") from None
 
+
 if __name__ == "__main__":
     main()
