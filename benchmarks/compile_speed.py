@@ -22,7 +22,7 @@ import time
 import torch
 
 from wavegpt import QFELoss, WaveGPT, WaveGPTConfig
-from wavegpt.trainer import TrainArgs, build_optimizer
+from wavegpt.trainer import build_optimizer
 
 MODES = ("eager", "compiled", "bf16")
 
@@ -32,7 +32,7 @@ class Runner:
         torch.manual_seed(0)
         self.config = dataclasses.replace(config, rgd_warmup_steps=1)
         model = WaveGPT(self.config).to(device)
-        self.opt = build_optimizer(model, TrainArgs(lr=1e-4))
+        self.opt = build_optimizer(model, lr=1e-4)
         self.model = torch.compile(model) if mode == "compiled" else model
         self.autocast = (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)) if mode == "bf16" \
             else contextlib.nullcontext

@@ -21,7 +21,7 @@ import time
 import torch
 
 from wavegpt import PRESETS, QFELoss, WaveGPT, WaveGPTConfig
-from wavegpt.trainer import TrainArgs, build_optimizer
+from wavegpt.trainer import build_optimizer
 
 
 class Runner:
@@ -31,7 +31,7 @@ class Runner:
         torch.manual_seed(0)
         self.config = dataclasses.replace(config, rgd_warmup_steps=1)  # the gate's full cost from step 1
         self.model = WaveGPT(self.config)
-        self.opt = build_optimizer(self.model, TrainArgs(lr=1e-4))
+        self.opt = build_optimizer(self.model, lr=1e-4)
         self.loss_fn = QFELoss(lambda_coherence=config.lambda_coherence) if config.loss == "qfe" else None
         self.x = torch.randint(0, config.vocab_size, (batch, config.block_size))
         self.y = torch.randint(0, config.vocab_size, (batch, config.block_size))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_checkpoint
+from tests.conftest import make_checkpoint, run_cli
 from wavegpt.animation import CLASSIC_NOTE, MAX_TOKENS, _Scene, render_animation
 from wavegpt.cli import animate as animate_cli
 from wavegpt.cli import generate as generate_cli
@@ -60,17 +60,6 @@ def read_video(path: Path) -> tuple[dict, list[np.ndarray]]:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part.mp4"))
-
-
-def run_cli(capsys, main, *argv: str) -> tuple[int, str, str]:
-    """A CLI's main() in-process: exit code, stdout, stderr."""
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_full_size_video_is_h264_yuv420p_with_one_frame_per_step(loaded, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 import torch
 from gradio_client import Client
 
-from tests.conftest import make_checkpoint
+from tests.conftest import free_port, make_checkpoint
 from wavegpt.app import CLASSIC_NOTE, WaveApp, animation_available, build_app, list_checkpoints
 from wavegpt.cli.app import main as app_main
 
@@ -56,18 +55,12 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(checkpoint_dir) -> Iterator[str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     demo = build_app(checkpoint_dir, default="shakespeare").queue(default_concurrency_limit=2, max_size=64)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                             show_error=True, quiet=True)
     try:
         yield url

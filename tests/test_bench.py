@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
+from tests.conftest import REPO, cli_env, prose
 from wavegpt.bench import parse_spec
 from wavegpt.config import ConfigError
-
-from .test_train import REPO, cli_env, prose
 
 
 def test_row_specs_name_a_preset_and_config_fields():

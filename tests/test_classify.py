@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import run_cli
 from wavegpt.classify import (
     ClassifierConfig,
     build_classifier,
@@ -62,16 +63,6 @@ def data_dir(tmp_path_factory) -> Path:
 
     pq.write_table(pa.table({"text": [t for t, _ in rows], "label": [lab for _, lab in rows]}), root / "topics.parquet")
     return root
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        cli.main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def final_line(out: str) -> tuple[float, float]:
@@ -124,8 +115,8 @@ def test_the_control_has_the_wave_networks_size(d, hidden, max_len):
 
 def test_train_writes_every_output_and_eval_gives_the_same_figures(capsys, data_dir, tmp_path):
     out = tmp_path / "run"
-    code, stdout, err = run(capsys, "train", "--data", str(data_dir / "topics.csv"), "--variant", "modulation",
-                            "--out", str(out), *FAST)
+    code, stdout, err = run_cli(capsys, cli.main, "train", "--data", str(data_dir / "topics.csv"), "--variant",
+                                "modulation", "--out", str(out), *FAST)
     assert code == 0, err
     acc, f1 = final_line(stdout)
     assert acc > 0.6  # 3 balanced topics: chance is 1/3
@@ -138,17 +129,18 @@ def test_train_writes_every_output_and_eval_gives_the_same_figures(capsys, data_
     model, config, _ = load_classifier(out)
     assert config.variant == "modulation" and isinstance(model, torch.nn.Module)
 
-    code, stdout, err = run(capsys, "eval", "--checkpoint", str(out), "--data", str(data_dir / "topics.csv"))
+    code, stdout, err = run_cli(capsys, cli.main, "eval", "--checkpoint", str(out), "--data",
+                                str(data_dir / "topics.csv"))
     assert code == 0, err
     assert final_line(stdout) == (round(acc, 4), round(f1, 4))
     assert json.loads((out / "eval" / "metrics.json").read_text())["accuracy"] == m["accuracy"]
     assert (out / "eval" / "confusion_matrix.png").is_file()
     # a second train into the same folder needs --overwrite, and then replaces only its own outputs
     (out / "notes.txt").write_text("mine")
-    code, _, err = run(capsys, "train", "--data", str(data_dir / "topics.csv"), "--out", str(out), *FAST)
+    code, _, err = run_cli(capsys, cli.main, "train", "--data", str(data_dir / "topics.csv"), "--out", str(out), *FAST)
     assert code == 2 and "--overwrite" in err
-    code, _, err = run(capsys, "train", "--data", str(data_dir / "topics.csv"), "--out", str(out), "--overwrite",
-                       "--variant", "interference", *FAST)
+    code, _, err = run_cli(capsys, cli.main, "train", "--data", str(data_dir / "topics.csv"), "--out", str(out),
+                           "--overwrite", "--variant", "interference", *FAST)
     assert code == 0, err
     assert (out / "notes.txt").read_text() == "mine" and load_classifier(out)[1].variant == "interference"
 
@@ -184,8 +176,8 @@ def test_transformer_control_and_hf_datasets_offline(capsys, data_dir, tmp_path,
         {"text": [t for t, _ in v], "label": [names.index(lab) for _, lab in v]}, features=features)
         for k, v in split.items()})
     dd.save_to_disk(str(tmp_path / "saved"))
-    code, stdout, err = run(capsys, "train", "--hf-dataset", str(tmp_path / "saved"), "--variant", "transformer",
-                            "--out", str(tmp_path / "ctl"), *FAST)
+    code, stdout, err = run_cli(capsys, cli.main, "train", "--hf-dataset", str(tmp_path / "saved"), "--variant",
+                                "transformer", "--out", str(tmp_path / "ctl"), *FAST)
     assert code == 0, err
     m = json.loads((tmp_path / "ctl" / "metrics.json").read_text())
     assert m["n"] == 30 and m["labels"] == names and "test split" in m["held_out"]
@@ -194,7 +186,8 @@ def test_transformer_control_and_hf_datasets_offline(capsys, data_dir, tmp_path,
     folder = tmp_path / "hub_like"  # a dataset repository's layout: data files that load_dataset reads
     folder.mkdir()
     (folder / "train.csv").write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows[:100]))
-    code, stdout, err = run(capsys, "train", "--hf-dataset", str(folder), "--out", str(tmp_path / "wn"), *FAST)
+    code, stdout, err = run_cli(capsys, cli.main, "train", "--hf-dataset", str(folder), "--out", str(tmp_path / "wn"),
+                                *FAST)
     assert code == 0, err
     assert json.loads((tmp_path / "wn" / "metrics.json").read_text())["n"] == 10  # no test split: last 10%
 
@@ -206,6 +199,17 @@ def test_the_console_script_is_installed_and_documents_the_interface():
     for flag in ("--data", "--hf-dataset", "--text-column", "--label-column", "--variant", "--max-steps", "--seed",
                  "--out"):
         assert flag in proc.stdout
+
+
+BAD_DATA = {  # case: the --data file's name and text (None: it does not exist)
+    "missing": ("nope.csv", None),
+    "empty": ("e.csv", ""),
+    "no_column": ("c.csv", "sentence,label\na,b\nc,d\n"),
+    "one_label": ("o.csv", "text,label\n" + "".join(f"t{i},x\n" for i in range(20))),
+    "extension": ("d.txt", "hello"),
+    "bad_json": ("b.jsonl", '{"text": "a", "label": 1}\n{oops\n'),
+    "not_parquet": ("n.parquet", "not parquet"),
+}
 
 
 @pytest.mark.parametrize("case, words", [
@@ -225,26 +229,11 @@ def test_bad_input_is_one_sentence_and_exit_2(capsys, data_dir, tmp_path, case, 
     good = str(data_dir / "topics.csv")
     out = str(tmp_path / "out")
     argv = ["train", "--data", good, "--out", out, *FAST]
-    if case == "missing":
-        argv[2] = str(tmp_path / "nope.csv")
-    elif case == "empty":
-        (tmp_path / "e.csv").write_text("")
-        argv[2] = str(tmp_path / "e.csv")
-    elif case == "no_column":
-        (tmp_path / "c.csv").write_text("sentence,label\na,b\nc,d\n")
-        argv[2] = str(tmp_path / "c.csv")
-    elif case == "one_label":
-        (tmp_path / "o.csv").write_text("text,label\n" + "".join(f"t{i},x\n" for i in range(20)))
-        argv[2] = str(tmp_path / "o.csv")
-    elif case == "extension":
-        (tmp_path / "d.txt").write_text("hello")
-        argv[2] = str(tmp_path / "d.txt")
-    elif case == "bad_json":
-        (tmp_path / "b.jsonl").write_text('{"text": "a", "label": 1}\n{oops\n')
-        argv[2] = str(tmp_path / "b.jsonl")
-    elif case == "not_parquet":
-        (tmp_path / "n.parquet").write_text("not parquet")
-        argv[2] = str(tmp_path / "n.parquet")
+    if case in BAD_DATA:
+        name, text = BAD_DATA[case]
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        argv[2] = str(tmp_path / name)
     elif case == "both":
         argv += ["--hf-dataset", "ag_news"]
     elif case == "foreign_out":
@@ -254,10 +243,10 @@ def test_bad_input_is_one_sentence_and_exit_2(capsys, data_dir, tmp_path, case, 
         (tmp_path / "ck").mkdir()
         argv = ["eval", "--checkpoint", str(tmp_path / "ck"), "--data", good]
     elif case == "unseen_label":
-        run(capsys, *argv)
+        run_cli(capsys, cli.main, *argv)
         (tmp_path / "u.csv").write_text("text,label\nthe sea,whale\nthe war,sea\n")
         argv = ["eval", "--checkpoint", out, "--data", str(tmp_path / "u.csv"), "--split", "all"]
-    code, _, err = run(capsys, *argv)
+    code, _, err = run_cli(capsys, cli.main, *argv)
     assert code == 2, err
     assert words in err
     if case != "both":  # argparse's own usage line precedes its message

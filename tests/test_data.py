@@ -2,7 +2,6 @@ import hashlib
 import itertools
 import json
 import os
-import random
 import urllib.error
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tests.conftest import prose
 from wavegpt import data
 from wavegpt.data import (
     DataError,
@@ -27,21 +27,14 @@ from wavegpt.data import (
 )
 from wavegpt.tokenizer import EOT, WaveTokenizer
 
-WORDS = ["the", "king", "shall", "speak", "of", "love", "and", "war", "upon", "this", "night", "my", "lord"]
 TRICKY = ["", " ", "  leading and trailing  ", "a\r\nb\r\n", "\ttab\t\tcol", "emoji 👩‍👩‍👧 🇯🇵 👍🏽",
           "漢字かなカナ 한국어", "e\u0301 n\u0303 \u0915\u094d\u0937", "\x00\x7f\u200b\ufeff", f"x{EOT}y",
           "\U0010ffff \u00a0\u3000", "ünïcödé " * 3]
 
 
-def prose(n_lines: int, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    return "".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))).capitalize() + ".\n"
-                   for _ in range(n_lines))
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> WaveTokenizer:
-    return WaveTokenizer.train([prose(400)], vocab_size=300)
+    return WaveTokenizer.train([prose(15_000)], vocab_size=300)
 
 
 def test_tokenizer_round_trips_any_unicode(tokenizer):
@@ -116,7 +109,7 @@ def test_bad_sources_and_arguments_are_one_sentence_data_errors(tmp_path):
 
 
 def test_validation_is_the_last_tenth_and_never_seen_in_training(tmp_path):
-    text = prose(300) + "жжжж ж жж\n" * 30  # the Cyrillic tail lies wholly in the validation split
+    text = prose(11_000) + "жжжж ж жж\n" * 30  # the Cyrillic tail lies wholly in the validation split
     (tmp_path / "c.txt").write_text(text)
     corpus = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache")
     cut = int(len(text) * 0.9)
@@ -132,7 +125,7 @@ def test_validation_is_the_last_tenth_and_never_seen_in_training(tmp_path):
 
 
 def test_second_prepare_reuses_the_cache(tmp_path, monkeypatch):
-    (tmp_path / "c.txt").write_text(prose(200))
+    (tmp_path / "c.txt").write_text(prose(7_500))
     first = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache")
     [folder] = (tmp_path / "cache" / "tokens").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "tokenizer.json", "tokens.bin"]
@@ -155,13 +148,13 @@ def test_second_prepare_reuses_the_cache(tmp_path, monkeypatch):
     assert (folder / "tokens.bin").stat().st_mtime_ns == stamp
     assert len(list((tmp_path / "cache" / "tokens").iterdir())) == 1
 
-    (tmp_path / "c.txt").write_text(prose(200, seed=1))  # new content is a new cache entry
+    (tmp_path / "c.txt").write_text(prose(7_500, seed=1))  # new content is a new cache entry
     with pytest.raises(AssertionError, match="reused"):
         prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache")
 
 
 def test_damaged_cache_is_rebuilt(tmp_path):
-    (tmp_path / "c.txt").write_text(prose(200))
+    (tmp_path / "c.txt").write_text(prose(7_500))
     train = np.array(prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache").train)
     [folder] = (tmp_path / "cache" / "tokens").iterdir()
     with open(folder / "tokens.bin", "r+b") as f:  # a torn write, as if a process died mid-copy
@@ -171,7 +164,7 @@ def test_damaged_cache_is_rebuilt(tmp_path):
 
 
 def test_preparing_is_deterministic(tmp_path):
-    (tmp_path / "c.txt").write_text(prose(200))
+    (tmp_path / "c.txt").write_text(prose(7_500))
     a = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "a")
     b = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "b")
     assert a.tokenizer.sha256 == b.tokenizer.sha256
@@ -180,7 +173,7 @@ def test_preparing_is_deterministic(tmp_path):
 
 
 def test_corpus_shorter_than_a_block_is_a_data_error(tmp_path):
-    (tmp_path / "c.txt").write_text(prose(50))
+    (tmp_path / "c.txt").write_text(prose(1_900))
     corpus = prepare_corpus(None, str(tmp_path / "c.txt"), 300, tmp_path / "cache")
     check_corpus_fits(corpus, len(corpus.val) - 1)
     with pytest.raises(DataError, match=f"has {len(corpus.val)} validation tokens, fewer than one block of "
@@ -188,7 +181,7 @@ def test_corpus_shorter_than_a_block_is_a_data_error(tmp_path):
         check_corpus_fits(corpus, len(corpus.val))
 
 
-FAKE_SHAKESPEARE = prose(100).encode()
+FAKE_SHAKESPEARE = prose(3_800).encode()
 
 
 @pytest.fixture
@@ -241,7 +234,7 @@ def test_shakespeare_without_network_says_what_to_do(tmp_path, monkeypatch, fake
 
 
 def write_parquet(path: Path, n_docs: int) -> list[str]:
-    docs = [prose(5, seed=i).strip() for i in range(n_docs)]
+    docs = [prose(190, seed=i).strip() for i in range(n_docs)]
     pq.write_table(pa.table({"id": list(range(n_docs)), "text": docs}), path)
     return docs
 

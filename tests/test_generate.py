@@ -6,7 +6,6 @@ test_model.py; here the same property is checked once more end to end, through t
 
 from __future__ import annotations
 
-import random
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import checkpoint_texts, run_cli, tiny_config
 from wavegpt import WaveGPT
 from wavegpt.cli.generate import main
 from wavegpt.generation import (
@@ -32,20 +31,12 @@ from wavegpt.tokenizer import WaveTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEED = re.compile(r"^(\d+) tokens in [\d.]+ s \([\d.]+ tokens/s, cache (on|off)\)$", re.MULTILINE)
-WORDS = ["the", "king", "queen", "wave", "light", "sea", "night", "day", "love", "war", "speak", "thou", "art",
-         "my", "lord", "good", "sir"]
-
-
-def _corpus() -> list[str]:
-    rng = random.Random(0)
-    return [" ".join(rng.choice(WORDS) for _ in range(12)) + ".\n" for _ in range(60)]  # ~4 KB
-
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """One tiny checkpoint per architecture family: softmax wave attention and linear mode."""
     root = tmp_path_factory.mktemp("ckpt")
-    tokenizer = WaveTokenizer.train(_corpus(), vocab_size=300)
+    tokenizer = WaveTokenizer.train(checkpoint_texts(), vocab_size=300)
     out = {}
     for preset in ("full_physics", "pure_wave_linear"):
         torch.manual_seed(0)
@@ -66,17 +57,6 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def loaded(checkpoints):
     return load_for_generation(checkpoints["full_physics"])
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """main() in-process: exit code, stdout, stderr."""
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_script_streams_text_and_reports_speed(checkpoints):
@@ -101,19 +81,19 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path):
 
 def test_same_seed_same_text_and_printed_seed_reproduces(capsys, checkpoints):
     args = ("--checkpoint", str(checkpoints["full_physics"]), "--max-new-tokens", "30")
-    first = run_cli(capsys, *args, "--seed", "7")
-    assert first[0] == 0 and first[1] == run_cli(capsys, *args, "--seed", "7")[1]
-    code, out, err = run_cli(capsys, *args)  # no --seed: a fresh one is printed
+    first = run_cli(capsys, main, *args, "--seed", "7")
+    assert first[0] == 0 and first[1] == run_cli(capsys, main, *args, "--seed", "7")[1]
+    code, out, err = run_cli(capsys, main, *args)  # no --seed: a fresh one is printed
     seed = re.search(r"seed (\d+)", err)
     assert code == 0 and seed
-    assert run_cli(capsys, *args, "--seed", seed.group(1))[1] == out
+    assert run_cli(capsys, main, *args, "--seed", seed.group(1))[1] == out
 
 
 @pytest.mark.parametrize("preset", ["full_physics", "pure_wave_linear"])
 def test_no_cache_gives_the_cached_text(capsys, checkpoints, preset):
     # 40 new tokens with block_size 32 cross the window's slide at least once.
     args = ("--checkpoint", str(checkpoints[preset]), "--seed", "3", "--max-new-tokens", "40", "--prompt", "sea")
-    cached, uncached = run_cli(capsys, *args), run_cli(capsys, *args, "--no-cache")
+    cached, uncached = run_cli(capsys, main, *args), run_cli(capsys, main, *args, "--no-cache")
     assert cached[0] == uncached[0] == 0
     assert cached[1] == uncached[1]
     assert "cache off" in uncached[2] and "cache on" in cached[2]
@@ -145,10 +125,10 @@ def test_unicode_and_empty_prompts(capsys, loaded, checkpoints):
     assert len(generate_texts(model, tokenizer, "漢字🙂", 10, seed=0)) == 1
     assert encode_prompt(tokenizer, "") == tokenizer.encode("\n")
     assert len(generate_texts(model, tokenizer, "", 10, seed=0)) == 1
-    code, out, _ = run_cli(capsys, "--checkpoint", str(checkpoints["full_physics"]), "--prompt", "漢字🙂",
+    code, out, _ = run_cli(capsys, main, "--checkpoint", str(checkpoints["full_physics"]), "--prompt", "漢字🙂",
                            "--max-new-tokens", "5", "--seed", "0")
     assert code == 0 and out.startswith("漢字🙂")
-    assert run_cli(capsys, "--checkpoint", str(checkpoints["full_physics"]), "--prompt", "",
+    assert run_cli(capsys, main, "--checkpoint", str(checkpoints["full_physics"]), "--prompt", "",
                    "--max-new-tokens", "5")[0] == 0
 
 
@@ -175,7 +155,7 @@ def test_several_samples(capsys, loaded, checkpoints):
     texts = generate_texts(model, tokenizer, "war", 15, temperature=1.0, seed=9, num_samples=3)
     assert len(texts) == 3 and len(set(texts)) > 1
     assert texts[0] == generate_texts(model, tokenizer, "war", 15, temperature=1.0, seed=9)[0]
-    code, out, _ = run_cli(capsys, "--checkpoint", str(checkpoints["full_physics"]), "--prompt", "war",
+    code, out, _ = run_cli(capsys, main, "--checkpoint", str(checkpoints["full_physics"]), "--prompt", "war",
                            "--max-new-tokens", "15", "--seed", "9", "--num-samples", "3")
     assert code == 0 and out.count("\n" + "-" * 40 + "\n") == 2 and out.count("war") >= 3
 
@@ -194,7 +174,7 @@ def test_bad_sampling_arguments_raise_one_sentence(loaded, kwargs):
 @pytest.mark.parametrize("flags", [["--temperature", "-1"], ["--top-p", "1.5"], ["--max-new-tokens", str(10**9)],
                                    ["--num-samples", "100"], ["--top-k", "-3"], ["--device", "nonsense"]])
 def test_cli_bad_sampling_flags(capsys, checkpoints, flags):
-    code, out, err = run_cli(capsys, "--checkpoint", str(checkpoints["full_physics"]), *flags)
+    code, out, err = run_cli(capsys, main, "--checkpoint", str(checkpoints["full_physics"]), *flags)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
@@ -202,7 +182,7 @@ def test_cli_bad_sampling_flags(capsys, checkpoints, flags):
 def test_cli_bad_checkpoints(capsys, tmp_path, checkpoints):
     for folder, words in [(tmp_path, "not a wavegpt checkpoint"), (tmp_path / "missing", "does not exist"),
                           (checkpoints["no_tokenizer"], "tokenizer.json"), (checkpoints["diverged"], "NaN")]:
-        code, out, err = run_cli(capsys, "--checkpoint", str(folder))
+        code, out, err = run_cli(capsys, main, "--checkpoint", str(folder))
         assert code == 2 and out == ""
         assert err.startswith("error: ") and words in err and err.count("\n") == 1
 
@@ -210,14 +190,14 @@ def test_cli_bad_checkpoints(capsys, tmp_path, checkpoints):
 def test_default_checkpoint(capsys, monkeypatch, checkpoints, tmp_path):
     monkeypatch.setenv("WAVEGPT_CHECKPOINT", str(checkpoints["full_physics"]))
     assert default_checkpoint() == checkpoints["full_physics"]
-    assert run_cli(capsys, "--max-new-tokens", "3", "--seed", "0")[0] == 0
+    assert run_cli(capsys, main, "--max-new-tokens", "3", "--seed", "0")[0] == 0
     monkeypatch.setattr("wavegpt.generation.default_checkpoint", lambda: None)
-    code, _, err = run_cli(capsys, "--max-new-tokens", "3")
+    code, _, err = run_cli(capsys, main, "--max-new-tokens", "3")
     assert code == 2 and err == f"error: {NO_SHIPPED_CHECKPOINT}\n"
 
 
 def test_help_documents_every_flag(capsys):
-    code, out, _ = run_cli(capsys, "--help")
+    code, out, _ = run_cli(capsys, main, "--help")
     assert code == 0
     for flag in ("--checkpoint", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed",
                  "--num-samples", "--no-cache", "--device"):

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_checkpoint, tiny_config
-from tests.test_train import prose, tiny_args
+from tests.conftest import make_checkpoint, prose, tiny_args, tiny_config
 from wavegpt import WaveGPT, WaveGPTConfig
 from wavegpt.checkpoint import CheckpointError, load_config
 from wavegpt.cli import eval as eval_cli
@@ -168,6 +167,27 @@ def test_export_writes_a_model_card_and_pushes_what_from_pretrained_reads_back(r
     generate_cli.main(["--checkpoint", "my-org/wavegpt-test", "--prompt", "the king", "--max-new-tokens", "8",
                        "--seed", "1"])
     assert capsys.readouterr().out.startswith("the king")
+
+
+def test_export_run_is_the_library_behind_the_command(run, tmp_path):
+    """wavegpt.export.export_run with plain arguments: the figures it returns are trainer.evaluate's on the run's
+    held-out split (found through run.json), and config.json records them."""
+    from wavegpt.data import prepare_corpus
+    from wavegpt.export import export_run
+    from wavegpt.trainer import evaluate
+
+    result = export_run(run["out"], tmp_path / "lib", dtype="bfloat16", eval_batches=3, batch_size=4)
+    assert result.evaluated and result.source == run["out"] / "best" and set(result.figures) == {"float32",
+                                                                                                 "bfloat16"}
+    model = WaveGPT.from_pretrained(run["out"] / "best")
+    tokenizer = WaveTokenizer.load(run["out"] / "best")
+    corpus = prepare_corpus(None, str(run["corpus"]), tokenizer.vocab_size, run["cache"], tokenizer=tokenizer)
+    assert result.figures["float32"] == evaluate(model, corpus, block_size=model.config.block_size, batch_size=4,
+                                                 eval_batches=3)
+    saved = json.loads((tmp_path / "lib" / "config.json").read_text())["extra"]["export"]
+    assert saved == {"dtype": "bfloat16", **result.figures} and result.to_dict()["out"] == str(tmp_path / "lib")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        export_run(run["out"], tmp_path / "other", dtype="int8")
 
 
 def test_save_pretrained_pushes_with_a_generated_card(hub, tmp_path):

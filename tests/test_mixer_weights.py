@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import TINY_VOCAB, tiny_config
 from wavegpt import WaveGPT
 from wavegpt.model.gpt import DecodeCache
 from wavegpt.sampling import SampleStep, SamplingSettings, sample_steps
@@ -53,7 +53,7 @@ def test_weights_change_nothing_and_leave_no_state(preset):
     """Asking for weights does not change the logits, and no module keeps anything from the call."""
     torch.manual_seed(0)
     model = WaveGPT(tiny_config(preset)).eval()
-    idx = torch.randint(0, 61, (1, 10))
+    idx = torch.randint(0, TINY_VOCAB, (1, 10))
     before = {name: set(vars(m)) for name, m in model.named_modules()}
     with torch.no_grad():
         plain, _ = model(idx)
@@ -67,7 +67,7 @@ def test_weights_change_nothing_and_leave_no_state(preset):
 def test_cached_decoding_returns_the_rows_of_the_full_matrix():
     torch.manual_seed(0)
     model = WaveGPT(tiny_config("pure_wave_linear")).eval()
-    idx = torch.randint(0, 61, (1, 14))
+    idx = torch.randint(0, TINY_VOCAB, (1, 14))
     with torch.no_grad():
         *_, full = model(idx, weights_of=0)
         cache = DecodeCache(model.config.n_layers)
@@ -112,7 +112,7 @@ def test_the_sampler_reports_its_window_and_slides():
     """sample_steps says which window the model read and when it slid: block 32 restarts at 16 tokens."""
     torch.manual_seed(0)
     model = WaveGPT(tiny_config("full_physics")).eval()
-    idx = torch.randint(0, 61, (1, 5))
+    idx = torch.randint(0, TINY_VOCAB, (1, 5))
     steps: list[SampleStep] = list(sample_steps(model, idx, SamplingSettings(max_new_tokens=60, temperature=1.0),
                                                 torch.Generator().manual_seed(0), weights_of=-1))
     tokens = idx[0].tolist() + [int(s.token[0]) for s in steps]

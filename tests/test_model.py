@@ -9,7 +9,7 @@ from wavegpt import PRESETS, SIZES, WaveGPT, WaveGPTConfig
 from wavegpt.checkpoint import CheckpointError
 from wavegpt.config import ConfigError, count_parameters
 
-from .conftest import tiny_config
+from .conftest import TINY_VOCAB, assert_close, tiny_config
 
 ALL = list(PRESETS)
 # Every preset covers interference / each kernel and mode / classic / classic_rope; "seed_faithful"
@@ -37,6 +37,17 @@ def test_every_preset_matches_the_wave_models_parameter_count(size):
     assert all(abs(n - target) / target < 0.002 for n in counts.values()), counts
 
 
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_parameter_arithmetic_matches_the_built_model(size, preset):
+    """config.count_parameters predicts the parameters of every size x preset exactly; the model is built
+    on the meta device (shapes only: no memory, no initialization), so even large takes a fraction of a second."""
+    config = WaveGPTConfig.from_preset(size, preset)
+    with torch.device("meta"):
+        model = WaveGPT(config)
+    assert model.num_parameters() == count_parameters(config), (size, preset)
+
+
 def test_small_is_about_15m_parameters():
     model = WaveGPT(WaveGPTConfig.from_preset("small", "full_physics"))
     assert 14.5e6 < model.num_parameters() < 16e6
@@ -56,13 +67,13 @@ def test_unknown_names_raise_one_clear_sentence(bad):
 def test_changing_future_tokens_leaves_earlier_logits_unchanged(preset):
     torch.manual_seed(0)
     model = WaveGPT(variant_config(preset)).eval()
-    idx = torch.randint(0, 61, (2, 32))
+    idx = torch.randint(0, TINY_VOCAB, (2, 32))
     t = 13
     changed = idx.clone()
-    changed[:, t + 1:] = torch.randint(0, 61, (2, 32 - t - 1))
+    changed[:, t + 1:] = torch.randint(0, TINY_VOCAB, (2, 32 - t - 1))
     a, _ = model(idx)
     b, _ = model(changed)
-    assert torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-6)
+    assert_close(a[:, : t + 1], b[:, : t + 1], name="logits before the change", atol=1e-6, rtol=1e-5)
     assert not torch.allclose(a[:, t + 1:], b[:, t + 1:])
 
 
@@ -70,8 +81,8 @@ def test_changing_future_tokens_leaves_earlier_logits_unchanged(preset):
 def test_fast_path_equals_reference_with_gradients(preset):
     torch.manual_seed(0)
     model = WaveGPT(variant_config(preset, chunk_size=8))
-    idx = torch.randint(0, 61, (4, 30))  # 120 tokens > vocabulary 61: the embedding builds its table
-    targets = torch.randint(0, 61, (4, 30))
+    idx = torch.randint(0, TINY_VOCAB, (4, 30))  # 120 tokens > the vocabulary: the embedding builds its table
+    targets = torch.randint(0, TINY_VOCAB, (4, 30))
     results = []
     for impl in ("fast", "reference"):
         model.set_attention_impl(impl)
@@ -91,11 +102,11 @@ def test_incremental_logits_equal_full_recompute(preset):
 
     torch.manual_seed(0)
     model = WaveGPT(variant_config(preset)).eval()
-    idx = torch.randint(0, 61, (2, 24))
+    idx = torch.randint(0, TINY_VOCAB, (2, 24))
     full, _ = model(idx)
     cache = DecodeCache(model.config.n_layers)
     steps = [model(idx[:, :10], cache=cache)[0]] + [model(idx[:, i:i + 1], cache=cache)[0] for i in range(10, 24)]
-    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    assert_close(torch.cat(steps, dim=1), full, name="incremental logits", atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("preset", VARIANTS)
@@ -103,7 +114,7 @@ def test_generate_with_and_without_cache_gives_the_same_tokens(preset):
     """300 new tokens from a prompt, far past block_size (32), so the window slides."""
     torch.manual_seed(0)
     model = WaveGPT(variant_config(preset))
-    prompt = torch.randint(0, 61, (2, 7))
+    prompt = torch.randint(0, TINY_VOCAB, (2, 7))
     outs = [model.generate(prompt, 300, temperature=1.0, top_k=40, use_cache=c,
                            generator=torch.Generator().manual_seed(3)) for c in (True, False)]
     assert outs[0].shape == (2, 307)
@@ -115,8 +126,8 @@ def test_save_and_load_round_trip_including_tied_weights(tmp_path):
         model = WaveGPT(tiny_config(preset))
         model.save_pretrained(tmp_path / preset)
         loaded = WaveGPT.from_pretrained(tmp_path / preset)
-        idx = torch.randint(0, 61, (1, 16))
-        assert torch.equal(model(idx)[0], loaded(idx)[0])
+        idx = torch.randint(0, TINY_VOCAB, (1, 16))
+        assert_close(model(idx)[0], loaded(idx)[0], name=f"{preset} logits after loading")
         if preset == "classic":
             assert loaded.head.proj.weight is loaded.embedding.token.weight
 
@@ -125,8 +136,8 @@ def test_half_precision_checkpoint_loads(tmp_path):
     model = WaveGPT(tiny_config())
     model.save_pretrained(tmp_path / "m", dtype=torch.float16)
     loaded = WaveGPT.from_pretrained(tmp_path / "m")
-    idx = torch.randint(0, 61, (1, 16))
-    assert torch.allclose(model(idx)[0], loaded(idx)[0], atol=5e-2)
+    idx = torch.randint(0, TINY_VOCAB, (1, 16))
+    assert_close(model(idx)[0], loaded(idx)[0], name="float16 checkpoint logits", atol=5e-2, rtol=1e-5)
 
 
 def _corrupt(folder, how):
@@ -175,7 +186,7 @@ def test_every_preset_overfits_a_tiny_batch(preset):
     torch.manual_seed(0)
     config = tiny_config(preset)
     model = WaveGPT(config)
-    idx = torch.randint(0, 61, (4, 32))
+    idx = torch.randint(0, TINY_VOCAB, (4, 32))
     x, y = idx[:, :-1], idx[:, 1:]
     if config.optimizer == "rgd":
         opt = RGD(model.parameters(), lr=3e-3, weight_decay=0.0, resonance_strength=config.resonance_strength,

@@ -12,14 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import tiny_config
-from tests.test_train import prose, tiny_args
+from tests.conftest import REPO, TINY_VOCAB, prose, tiny_args, tiny_config
 from wavegpt import WaveGPT
 from wavegpt.model.gpt import DecodeCache
 from wavegpt.plots import PLOT_NAMES, interference_matrix, plot_wave_model
 from wavegpt.trainer import train
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +82,7 @@ def test_interference_pattern_matches_the_weights_of_cached_decoding(preset):
     """The plotted matrix's last row is what the mixer returns when the newest token is decoded on its own."""
     torch.manual_seed(0)
     model = WaveGPT(tiny_config(preset)).eval()
-    ids = torch.randint(0, 61, (1, 20)).tolist()[0]
+    ids = torch.randint(0, TINY_VOCAB, (1, 20)).tolist()[0]
     matrix, _ = interference_matrix(model, ids, layer=-1, head=1)
     cache = DecodeCache(model.config.n_layers)
     with torch.no_grad():

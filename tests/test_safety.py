@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_checkpoint, tiny_config
-from tests.test_train import TINY_ARCH, prose, snapshot
+from tests.conftest import make_checkpoint, prose, run_cli, snapshot, tiny_args, tiny_config
 from wavegpt import WaveGPT, WaveGPTConfig
 from wavegpt.checkpoint import CheckpointError
 from wavegpt.config import ConfigError
@@ -44,17 +43,10 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("safety-cache")
-
-
 def args_for(out: Path, corpus: Path, cache: Path, **fields) -> TrainArgs:
-    base = dict(preset="baseline", model="tiny", dataset=None, data=str(corpus), out=str(out), max_steps=2,
-                batch_size=2, vocab_size=300, overrides=dict(TINY_ARCH), eval_interval=1000, eval_batches=1,
-                save_interval=1, log_interval=1, warmup_steps=1, progress=False, report_to="none",
-                cache_dir=str(cache))
-    return TrainArgs(**{**base, **fields})
+    """A 2-step tiny run into `out`."""
+    return tiny_args(out.parent, corpus, cache, **{"out": str(out), "max_steps": 2, "batch_size": 2, "warmup_steps": 1,
+                                                   **fields})
 
 
 @pytest.fixture(scope="module")
@@ -76,19 +68,6 @@ def user_files(folder: Path) -> dict[str, bytes]:
 def assert_kept(folder: Path, files: dict[str, bytes]) -> None:
     for name, content in files.items():
         assert (folder / name).read_bytes() == content, name
-
-
-def cli(main, argv: list[str], capsys) -> tuple[int, str]:
-    """Exit status and stderr of a command's main() run in this process (an exception escaping it fails
-    the test, as a traceback would)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exited:
-        code = exited.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
 
 
 # --- 1. data loss: wavegpt deletes and replaces only what it created -----------------------
@@ -133,19 +112,19 @@ def test_export_writes_beside_other_files_and_refuses_runs(run, tmp_path, capsys
     out = tmp_path / "shelf"
     files = user_files(out)
     (out / "README.md").write_text("my own readme\n")
-    code, err = cli(main, ["--run", run, "--out", out, "--dtype", "float32"], capsys)
+    code, _, err = run_cli(capsys, main, "--run", run, "--out", out, "--dtype", "float32")
     assert code == 0, err
     assert_kept(out, files)
     assert (out / "README.md").read_text() == "my own readme\n"  # a name wavegpt did not write stays
     assert WaveGPT.from_pretrained(out).config.vocab_size > 0
-    code, err = cli(main, ["--run", run, "--out", out, "--dtype", "float16"], capsys)  # again: replaces its own
+    code, _, err = run_cli(capsys, main, "--run", run, "--out", out, "--dtype", "float16")  # again: replaces its own
     assert code == 0, err
     assert_kept(out, files)
 
     before = snapshot(run)
     for target, words in [(run, "is a training run folder"), (run / "best", "inside the training run folder"),
                           (out / "notes.txt", "is a file, not a folder")]:
-        code, err = cli(main, ["--run", run, "--out", target], capsys)
+        code, _, err = run_cli(capsys, main, "--run", run, "--out", target)
         assert code == 2 and words in err and err.count("\n") == 1, err
     assert snapshot(run) == before
 
@@ -181,7 +160,7 @@ def test_plots_replace_only_their_own_pngs(tmp_path, capsys):
     out = tmp_path / "figures"
     out.mkdir()
     (out / "spectrogram.png").write_bytes(b"my own spectrogram")
-    code, err = cli(main, ["--checkpoint", folder, "--out", out], capsys)
+    code, _, err = run_cli(capsys, main, "--checkpoint", folder, "--out", out)
     assert code == 2 and "spectrogram.png was not written by wavegpt" in err and err.count("\n") == 1, err
     assert (out / "spectrogram.png").read_bytes() == b"my own spectrogram"
     assert sorted(p.name for p in out.iterdir()) == ["spectrogram.png"]
@@ -261,7 +240,7 @@ def test_bad_training_flags_are_one_sentence_and_write_nothing(flags, words, cor
 
     monkeypatch.setenv("WAVEGPT_CACHE", str(cache))
     out = tmp_path / "run"
-    code, err = cli(main, ["--data", corpus, "--out", out, "--no-progress", *flags], capsys)
+    code, _, err = run_cli(capsys, main, "--data", corpus, "--out", out, "--no-progress", *flags)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert words in err, err
     assert not out.exists()
@@ -273,7 +252,7 @@ def test_out_that_is_a_file_or_under_a_file(corpus, cache, tmp_path, capsys, mon
     monkeypatch.setenv("WAVEGPT_CACHE", str(cache))
     (tmp_path / "f").write_text("mine")
     for out, words in [(tmp_path / "f", "is a file, not a folder"), (tmp_path / "f" / "run", "is a file")]:
-        code, err = cli(main, ["--data", corpus, "--out", out, "--no-progress"], capsys)
+        code, _, err = run_cli(capsys, main, "--data", corpus, "--out", out, "--no-progress")
         assert code == 2 and words in err and err.count("\n") == 1, err
     assert (tmp_path / "f").read_text() == "mine"
 
@@ -292,7 +271,7 @@ def test_resume_with_another_model_or_preset_is_refused(run, corpus, cache, tmp_
                          (["--block-size", "16"], "--block-size 16 differs from the run's 32"),
                          (["--stop-at", "1", "--max-steps", "9"], "--stop-at 1 is not after the checkpoint's step 2"),
                          ([], "already reached step 2 of --max-steps 2")]:
-        code, err = cli(main, ["--out", out, "--resume", "--no-progress", *flags], capsys)
+        code, _, err = run_cli(capsys, main, "--out", out, "--resume", "--no-progress", *flags)
         assert code == 2 and words in err and err.count("\n") == 1, err
     assert snapshot(out) == before  # run.json and the banner's values were not rewritten
 
@@ -331,7 +310,7 @@ def test_prompt_that_is_not_utf8(tmp_path, capsys):
     model, tok = load_for_generation(folder)
     with pytest.raises(ValueError, match="not valid UTF-8"):
         generate_texts(model, tok, "caf\udce9", 3)
-    code, err = cli(main, ["--checkpoint", folder, "--prompt", "caf\udce9", "--max-new-tokens", "2"], capsys)
+    code, _, err = run_cli(capsys, main, "--checkpoint", folder, "--prompt", "caf\udce9", "--max-new-tokens", "2")
     assert code == 2 and "not valid UTF-8" in err and err.count("\n") == 1, err
     result = subprocess.run([sys.executable, "generate.py", "--checkpoint", str(folder), "--max-new-tokens", "2",
                              "--prompt", b"caf\xe9"], cwd=ROOT, capture_output=True)  # raw bytes on argv
@@ -362,7 +341,7 @@ def test_mistyped_checkpoint_variable_is_an_error_not_a_fallback(tmp_path, capsy
     from wavegpt.cli.generate import main
 
     monkeypatch.setenv("WAVEGPT_CHECKPOINT", str(tmp_path / "chekpoints"))
-    code, err = cli(main, ["--max-new-tokens", "2"], capsys)
+    code, _, err = run_cli(capsys, main, "--max-new-tokens", "2")
     assert code == 2 and "$WAVEGPT_CHECKPOINT is set to" in err and "fix or unset it" in err, err
     assert err.count("\n") == 1
 
@@ -387,7 +366,7 @@ def test_a_full_disk_during_a_save_is_one_sentence_and_the_last_save_survives(ru
     monkeypatch.setattr("wavegpt.cli.train.args_from_cli",
                         lambda argv: args_for(out, corpus, cache, max_steps=4, resume=True,
                                               overrides=run_json["overrides"]))
-    code, err = cli(main, [], capsys)
+    code, _, err = run_cli(capsys, main)
     assert code == 2 and "the disk is full" in err and "intact" in err and err.count("\n") == 1, err
     assert snapshot(out / "checkpoint") == before
     assert WaveGPT.from_pretrained(out / "checkpoint") is not None
@@ -398,7 +377,7 @@ def test_file_given_as_a_checkpoint_folder_says_so(tmp_path, capsys):
     from wavegpt.cli.generate import main
 
     (tmp_path / "model.txt").write_text("x")
-    code, err = cli(main, ["--checkpoint", tmp_path / "model.txt"], capsys)
+    code, _, err = run_cli(capsys, main, "--checkpoint", tmp_path / "model.txt")
     assert code == 2 and "is a file, not a folder" in err, err
 
 
@@ -465,7 +444,7 @@ def test_app_port_in_use_names_the_commands_flags(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        code, err = cli(main, ["--checkpoint-dir", tmp_path, "--port", port], capsys)
+        code, _, err = run_cli(capsys, main, "--checkpoint-dir", tmp_path, "--port", port)
     assert code == 2 and "--port" in err and "server_port" not in err and err.count("\n") == 1, err
 
 
@@ -515,6 +494,43 @@ def test_data_warnings_are_one_line(monkeypatch):
         "warning: x.txt is not valid UTF-8\n"
 
 
+def test_the_commands_share_one_error_wrapper(capsys):
+    """cli.run_command: the project's errors are one `error:` line and exit 2, each extra mapping its own
+    sentence and code, Ctrl-C exit 130; a bug keeps its traceback."""
+    from wavegpt.cli import run_command
+    from wavegpt.data import DataError
+
+    def exits(body, **kwargs) -> tuple[int, str]:
+        def main(argv):
+            with run_command(**kwargs):
+                body()
+        code, _, err = run_cli(capsys, main)
+        return code, err
+
+    def raising(e: BaseException):
+        def body():
+            raise e
+        return body
+
+    assert exits(raising(ConfigError("No such preset."))) == (2, "error: No such preset.\n")
+    assert exits(raising(DataError("No text."))) == (2, "error: No text.\n")
+    disk = [(OSError, lambda e: f"writing failed ({e.strerror}).", 1)]
+    assert exits(raising(OSError(errno.ENOSPC, "No space left")), also=disk) == (1, "error: writing failed (No space "
+                                                                                   "left).\n")
+    assert exits(raising(KeyboardInterrupt())) == (130, "\nerror: interrupted.\n")
+    assert exits(raising(KeyboardInterrupt()), interrupted=None) == (130, "")
+    # without quiet_broken_pipe (generate's), a closed pipe is an OSError like any other
+    assert exits(raising(BrokenPipeError(errno.EPIPE, "Broken pipe")), also=disk) == (1, "error: writing failed "
+                                                                                         "(Broken pipe).\n")
+    with pytest.raises(ZeroDivisionError):  # not an input error: a bug, with its traceback
+        with run_command():
+            raise ZeroDivisionError("a bug")
+    with pytest.raises(SystemExit) as e:  # argparse's usage errors pass through untouched
+        with run_command():
+            raise SystemExit(2)
+    assert e.value.code == 2
+
+
 def test_partial_videos_of_killed_renders_are_swept(tmp_path):
     from wavegpt.animation import _sweep_stale_parts
 
@@ -544,7 +560,7 @@ def test_bench_replaces_only_its_own_results(tmp_path, capsys):
     from wavegpt.cli.bench import main
 
     (tmp_path / "results.md").write_text("my lab notes\n")
-    code, err = cli(main, ["--out", tmp_path, "--presets", "baseline", "--seeds", "0", "--max-tokens", "1000"],
-                    capsys)
+    code, _, err = run_cli(capsys, main, "--out", tmp_path, "--presets", "baseline", "--seeds", "0", "--max-tokens",
+                           "1000")
     assert code == 2 and "results.md was not written by wavegpt" in err and err.count("\n") == 1, err
     assert (tmp_path / "results.md").read_text() == "my lab notes\n" and not (tmp_path / "runs").exists()

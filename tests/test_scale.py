@@ -17,38 +17,25 @@ import torch
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
-from tests.test_train import (
+from tests.conftest import (
     REPO,
-    SMALL,
-    TINY_ARCH,
+    TINY_FLAGS,
     assert_finite_checkpoint,
     cli_env,
     free_port,
     metrics,
     ok,
-    prose,
-    run_cli,
+    run_train,
     saved_step,
     summary_line,
+    tiny_args,
 )
 from wavegpt import WaveGPT
 from wavegpt.scaling import ScaleError, refuse_unshardable
-from wavegpt.trainer import TrainArgs, train
+from wavegpt.trainer import train
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--num_processes", "2",
           "--num_machines", "1", "--dynamo_backend", "no"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(prose(60_000, seed=0), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -107,7 +94,7 @@ def test_two_process_ddp_trains_in_bf16_with_the_launchers_settings(corpus, cach
     both settings apply, and the metrics, run.json and the summary say bf16."""
     out = tmp_path / "run"
     cmd = [*LAUNCH, "--multi_gpu", "--mixed_precision", "bf16",
-           "--main_process_port", str(free_port()), "train.py", "--cpu", *map(str, SMALL), "--data", str(corpus),
+           "--main_process_port", str(free_port()), "train.py", "--cpu", *map(str, TINY_FLAGS), "--data", str(corpus),
            "--max-steps", "3", "--out", str(out), "--report-to", "none"]
     env = cli_env(cache, ACCELERATE_GRADIENT_ACCUMULATION_STEPS="2")
     result = ok(subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240))
@@ -141,9 +128,10 @@ def test_compiled_run_saves_plain_weights_that_generate_resume_and_tensorboard_r
     out = tmp_path / "run"
     launcher = {"ACCELERATE_DYNAMO_BACKEND": "EAGER", "ACCELERATE_MIXED_PRECISION": "bf16",
                 "ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "3"}
-    flags = [*SMALL, "--preset", "classic", "--data", corpus, "--out", out, "--max-steps", "4", "--eval-interval", "2",
-             "--save-interval", "2", "--log-interval", "1", "--grad-accum", "1", "--report-to", "tensorboard"]
-    first = ok(run_cli([*flags, "--stop-at", "2"], cache, **launcher))
+    flags = [*TINY_FLAGS, "--preset", "classic", "--data", corpus, "--out", out, "--max-steps", "4",
+             "--eval-interval", "2", "--save-interval", "2", "--log-interval", "1", "--grad-accum", "1",
+             "--report-to", "tensorboard"]
+    first = ok(run_train([*flags, "--stop-at", "2"], cache, **launcher))
     assert "1 process(es) on cpu, bf16, compiled (eager)" in first.stdout
     assert summary_line(first.stdout)["tokens"] == 2 * 4 * 32  # --grad-accum 1 beat the launcher's 3
     names = set(weights(out))
@@ -155,7 +143,7 @@ def test_compiled_run_saves_plain_weights_that_generate_resume_and_tensorboard_r
                                capture_output=True, text=True, timeout=120))
     assert sample.stdout.startswith("the king")
 
-    resumed = ok(run_cli(["--out", out, "--resume", "--no-progress", "--mixed-precision", "no"], cache, **launcher))
+    resumed = ok(run_train(["--out", out, "--resume", "--no-progress", "--mixed-precision", "no"], cache, **launcher))
     assert "1 process(es) on cpu, fp32, compiled (eager)" in resumed.stdout
     assert saved_step(out) == 4 and [m["step"] for m in metrics(out)] == [1, 2, 3, 4]
     assert [m["precision"] for m in metrics(out)] == ["bf16", "bf16", "fp32", "fp32"]
@@ -174,11 +162,11 @@ def test_compiled_run_saves_plain_weights_that_generate_resume_and_tensorboard_r
 def test_compile_flag_trains_with_inductor_and_saves_plain_weights(corpus, cache, tmp_path):
     """--compile (inductor, C++ code generation: about a minute on two cores)."""
     out = tmp_path / "run"
-    flags = [*SMALL, "--data", corpus, "--out", out, "--max-steps", "2", "--compile", "--report-to", "none"]
-    result = ok(run_cli(flags, cache, timeout=600))
+    flags = [*TINY_FLAGS, "--data", corpus, "--out", out, "--max-steps", "2", "--compile", "--report-to", "none"]
+    result = ok(run_train(flags, cache, timeout=600))
     assert "compiled (inductor)" in result.stdout
     assert not [n for n in weights(out) if "_orig_mod" in n]
-    ok(run_cli(["--out", out, "--resume", "--max-steps", "3", "--no-progress"], cache, timeout=600))
+    ok(run_train(["--out", out, "--resume", "--max-steps", "3", "--no-progress"], cache, timeout=600))
     assert saved_step(out) == 3
     assert_finite_checkpoint(out / "best")
 
@@ -196,7 +184,7 @@ def test_fp16_on_the_cpu_is_refused_not_silently_fp32(corpus, cache, tmp_path, c
     from wavegpt.cli.train import main
 
     with pytest.raises(SystemExit) as exited:
-        main([*map(str, SMALL), "--data", str(corpus), "--out", str(tmp_path / "run"), "--mixed-precision", "fp16",
+        main([*map(str, TINY_FLAGS), "--data", str(corpus), "--out", str(tmp_path / "run"), "--mixed-precision", "fp16",
               "--cache-dir", str(cache)])
     assert exited.value.code == 2
     assert capsys.readouterr().err.strip() == ("error: fp16 mixed precision needs a GPU; on the CPU use bf16 "
@@ -206,11 +194,8 @@ def test_fp16_on_the_cpu_is_refused_not_silently_fp32(corpus, cache, tmp_path, c
 def test_checkpoints_from_before_fsdp_support_load_and_resume(corpus, cache, tmp_path):
     """Run folders written before this change: wave_ratio a 0-d tensor, optimizer state and RNG in
     trainer_state.pt, no accelerate/ folder. They load, and --resume continues them."""
-    args = dict(preset="full_physics", model="tiny", dataset=None, data=str(corpus), out=str(tmp_path / "run"),
-                batch_size=4, vocab_size=300, overrides=dict(TINY_ARCH), eval_interval=1000, eval_batches=1,
-                save_interval=2, log_interval=1, warmup_steps=2, progress=False, report_to="none",
-                cache_dir=str(cache), max_steps=4)
-    train(TrainArgs(**args, stop_at=2))
+    args = dict(preset="full_physics", save_interval=2, max_steps=4)
+    train(tiny_args(tmp_path, corpus, cache, **args, stop_at=2))
     ckpt = tmp_path / "run" / "checkpoint"
     # Rewrite it in the old layout.
     tensors = load_file(str(ckpt / "model.safetensors"))
@@ -231,7 +216,7 @@ def test_checkpoints_from_before_fsdp_support_load_and_resume(corpus, cache, tmp
 
     loaded = WaveGPT.from_pretrained(ckpt)
     assert loaded.embedding.wave_ratio.shape == (1,) and torch.equal(loaded.embedding.wave_ratio.data, ratio)
-    summary = train(TrainArgs(**{**args, "resume": True}))
+    summary = train(tiny_args(tmp_path, corpus, cache, **args, resume=True))
     assert summary["steps"] == 4 and saved_step(tmp_path / "run") == 4
     assert (ckpt / "accelerate").is_dir()  # saved in the new layout from now on
 

@@ -15,11 +15,9 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,105 +25,27 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import (
+    REPO,
+    TINY_FLAGS,
+    assert_finite_checkpoint,
+    cli_env,
+    finish,
+    free_port,
+    metrics,
+    ok,
+    prose,
+    run_train,
+    saved_step,
+    snapshot,
+    start,
+    summary_line,
+    tiny_args,
+)
 from wavegpt import WaveGPT
 from wavegpt.data import FINEWEB_SOURCE_ENV
 from wavegpt.tokenizer import WaveTokenizer
-from wavegpt.trainer import TrainArgs, TrainError, train
-
-REPO = Path(__file__).resolve().parents[1]
-SMALL = ["--model", "tiny", "--block-size", "32", "--batch-size", "4", "--vocab-size", "300", "--eval-batches", "2",
-         "--no-progress"]
-# In-process runs override the architecture too (the command line only takes --block-size and --dropout).
-TINY_ARCH = dict(d_model=32, n_layers=2, n_heads=2, num_waves=8, num_harmonics=3, block_size=32, chunk_size=8)
-WORDS = ("the king queen wave light sea night day love war speak thou art my lord good sir doth hath shall river "
-         "stone crown sword heart field storm gold silver winter summer bright dark old young").split()
-
-
-def prose(n_chars: int, seed: int) -> str:
-    rng = random.Random(seed)
-    lines: list[str] = []
-    size = 0
-    while size < n_chars:
-        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
-        lines.append(line)
-        size += len(line) + 1
-    return "\n".join(lines) + "\n"
-
-
-def cli_env(cache: Path, **extra: str) -> dict[str, str]:
-    drop = {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", FINEWEB_SOURCE_ENV}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(WAVEGPT_CACHE=str(cache), OMP_NUM_THREADS="1", **extra)
-    return env
-
-
-def start(args: list, cache: Path, log: Path | None = None, **env: str) -> subprocess.Popen:
-    """`python train.py ARGS` from the repository root; output to `log` (.out/.err) or to pipes."""
-    cmd = [sys.executable, "train.py", *map(str, args)]
-    if log is None:
-        return subprocess.Popen(cmd, cwd=REPO, env=cli_env(cache, **env), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
-        return subprocess.Popen(cmd, cwd=REPO, env=cli_env(cache, **env), stdout=out, stderr=err)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> subprocess.CompletedProcess:
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"{proc.args} ran past {timeout} s:\n{stderr}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def run_cli(args: list, cache: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    return finish(start(args, cache, **env), timeout)
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
-
-
-def saved_step(out: Path) -> int:
-    """The step of the run's checkpoint (or of the previous one that a kill left as checkpoint.old); 0 if none."""
-    for name in ("checkpoint", "checkpoint.old"):
-        try:
-            return json.loads((out / name / "trainer_state.json").read_text())["step"]
-        except (OSError, ValueError, KeyError):
-            continue
-    return 0
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_finite_checkpoint(folder: Path) -> WaveGPT:
-    model = WaveGPT.from_pretrained(folder)
-    assert all(torch.isfinite(p).all() for p in model.parameters()), f"{folder} holds NaN or inf weights"
-    return model
-
-
-def summary_line(stdout: str) -> dict:
-    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(prose(60_000, seed=0), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+from wavegpt.trainer import TrainError, train
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +55,12 @@ def runs(tmp_path_factory, corpus, cache) -> dict:
     A and B start together on a fresh cache, so they also build the same token cache concurrently."""
     root = tmp_path_factory.mktemp("runs")
     a, b = root / "A", root / "B"
-    flags = [*SMALL, "--data", corpus, "--max-steps", "8", "--save-interval", "4", "--eval-interval", "4",
+    flags = [*TINY_FLAGS, "--data", corpus, "--max-steps", "8", "--save-interval", "4", "--eval-interval", "4",
              "--log-interval", "1", "--dropout", "0.1"]  # default preset full_physics: RGD and QFE
     first = [start([*flags, "--out", a], cache), start([*flags, "--out", b, "--stop-at", "4"], cache)]
     done_a, _ = (ok(finish(p)) for p in first)
     stopped = {"step": saved_step(b), "steps": [m["step"] for m in metrics(b)]}
-    resumed = ok(run_cli(["--out", b, "--resume", "--no-progress"], cache))
+    resumed = ok(run_train(["--out", b, "--resume", "--no-progress"], cache))
     return {"A": a, "B": b, "stopped": stopped, "a_stdout": done_a.stdout, "b_stdout": resumed.stdout}
 
 
@@ -197,7 +117,7 @@ def test_sigkill_while_saving_leaves_previous_checkpoint_loadable(corpus, cache,
     out = tmp_path / "run"
     rng = random.Random(1)
     deadline = time.monotonic() + 60
-    args = [*SMALL, "--data", corpus, "--out", out, "--max-steps", "100000", "--save-interval", "1",
+    args = [*TINY_FLAGS, "--data", corpus, "--out", out, "--max-steps", "100000", "--save-interval", "1",
             "--eval-interval", "1", "--log-interval", "1", "--warmup-steps", "2"]  # a save or two every step
     kills = 0
     while kills < 3 and (kills == 0 or time.monotonic() < deadline - 15):
@@ -235,17 +155,11 @@ def test_sigkill_while_saving_leaves_previous_checkpoint_loadable(corpus, cache,
     (out / ".checkpoint.tmp-killed" / "model.safetensors").write_bytes(b"half")
     step = saved_step(out)
     assert step >= 1
-    ok(run_cli(["--out", out, "--resume", "--max-steps", step + 2, "--no-progress"], cache))
+    ok(run_train(["--out", out, "--resume", "--max-steps", step + 2, "--no-progress"], cache))
     assert saved_step(out) == step + 2 and not (out / "checkpoint.old").exists()
     assert [m["step"] for m in metrics(out)] == list(range(1, step + 3))  # steps after a lost save re-run once
     assert not list(out.glob(".*.tmp-*"))  # half-written saves of the killed runs are cleared on resume
     assert_finite_checkpoint(out / "checkpoint")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_train_and_write_one_checkpoint(corpus, cache, tmp_path):
@@ -254,7 +168,7 @@ def test_two_processes_train_and_write_one_checkpoint(corpus, cache, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu",
            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()), "train.py", "--cpu", *map(str, SMALL), "--data", str(corpus),
+           "--main_process_port", str(free_port()), "train.py", "--cpu", *map(str, TINY_FLAGS), "--data", str(corpus),
            "--max-steps", "4", "--out", str(out)]
     result = subprocess.run(cmd, cwd=REPO, env=cli_env(cache), capture_output=True, text=True, timeout=180)
     ok(result)
@@ -274,14 +188,6 @@ def test_processes_that_did_not_join_refuse_to_train(corpus, cache, tmp_path, mo
     with pytest.raises(TrainError, match="pass --cpu"):
         train(tiny_args(tmp_path, corpus, cache, max_steps=1))
     assert not (tmp_path / "run").exists()
-
-
-def tiny_args(tmp_path: Path, corpus: Path, cache: Path, **fields) -> TrainArgs:
-    base = dict(preset="baseline", model="tiny", dataset=None, data=str(corpus), out=str(tmp_path / "run"),
-                batch_size=4, vocab_size=300, overrides=dict(TINY_ARCH), eval_interval=1000, eval_batches=1,
-                save_interval=1, log_interval=1, warmup_steps=2, progress=False, report_to="none",
-                cache_dir=str(cache))
-    return TrainArgs(**{**base, **fields})
 
 
 def nan_loss_on(calls: set[int], monkeypatch) -> None:
@@ -358,19 +264,20 @@ def test_bad_input_is_one_error_line_and_exit_2(corpus, cache, runs, tmp_path, m
     (torn / "checkpoint" / "trainer_state.pt").write_bytes(b"not a torch file")
     data = ["--data", corpus]
     cases = {  # name: (arguments, extra environment, the one line's pattern)
-        "missing data": ([*SMALL, "--data", tmp_path / "missing.txt"], {}, "^error: .*missing.txt does not exist"),
-        "run already there": ([*SMALL, *data, "--out", held, "--max-steps", "2"], {},
+        "missing data": ([*TINY_FLAGS, "--data", tmp_path / "missing.txt"], {}, "^error: .*missing.txt does not exist"),
+        "run already there": ([*TINY_FLAGS, *data, "--out", held, "--max-steps", "2"], {},
                               "^error: .*already holds a run; pass --resume .*--overwrite"),
         "unknown preset": (["--preset", "nope", *data], {}, "error: argument --preset: invalid choice: 'nope'"),
-        "unknown size": ([*SMALL, "--model", "huge", *data], {}, "error: argument --model: invalid choice: 'huge'"),
-        "empty data": ([*SMALL, "--data", tmp_path / "empty.txt"], {}, "^error: .*holds no text"),
-        "shorter than a block": ([*SMALL, "--data", tmp_path / "short.txt"], {}, "^error: .*fewer than one block"),
+        "unknown size": ([*TINY_FLAGS, "--model", "huge", *data], {},
+                         "error: argument --model: invalid choice: 'huge'"),
+        "empty data": ([*TINY_FLAGS, "--data", tmp_path / "empty.txt"], {}, "^error: .*holds no text"),
+        "shorter than a block": ([*TINY_FLAGS, "--data", tmp_path / "short.txt"], {}, "^error: .*fewer than one block"),
         "resume nothing": (["--out", tmp_path / "empty_run", "--resume", "--no-progress"], {},
                            "^error: There is no checkpoint to resume"),
         "torn trainer state": (["--out", torn, "--resume", "--no-progress"], {},
                                "^error: .*trainer_state.pt cannot be read"),
-        "no steps": ([*SMALL, *data, "--max-steps", "0"], {}, "^error: .*must be at least 1"),
-        "fineweb source missing": ([*SMALL, "--dataset", "fineweb_small"],
+        "no steps": ([*TINY_FLAGS, *data, "--max-steps", "0"], {}, "^error: .*must be at least 1"),
+        "fineweb source missing": ([*TINY_FLAGS, "--dataset", "fineweb_small"],
                                    {FINEWEB_SOURCE_ENV: str(tmp_path / "none.parquet")}, "^error: .*is not a file"),
     }
     cases = {name: ([*args, *([] if "--out" in args else ["--out", tmp_path / name])], env, pattern)
@@ -403,7 +310,7 @@ def test_undecodable_bytes_are_replaced_with_a_warning(cache, tmp_path):
     text = prose(20_000, seed=3).encode()
     data = tmp_path / "latin1.txt"
     data.write_bytes(text[:5000] + b"caf\xe9 \xff\xfe" + text[5000:])
-    result = ok(run_cli([*SMALL, "--data", data, "--out", tmp_path / "run", "--max-steps", "1"], cache))
+    result = ok(run_train([*TINY_FLAGS, "--data", data, "--out", tmp_path / "run", "--max-steps", "1"], cache))
     assert "latin1.txt is not valid UTF-8: 3 undecodable byte(s) were replaced with U+FFFD" in result.stderr
     assert saved_step(tmp_path / "run") == 1
 
@@ -413,7 +320,7 @@ def test_fineweb_path_reads_a_local_parquet_through_the_same_code(cache, tmp_pat
     source = tmp_path / "fineweb.parquet"
     pq.write_table(pa.table({"id": list(range(len(docs))), "text": docs}), source)
     out = tmp_path / "run"
-    result = ok(run_cli([*SMALL, "--dataset", "fineweb_small", "--out", out, "--max-steps", "3"], cache,
+    result = ok(run_train([*TINY_FLAGS, "--dataset", "fineweb_small", "--out", out, "--max-steps", "3"], cache,
                         **{FINEWEB_SOURCE_ENV: str(source)}))
     assert "(fineweb_small)" in result.stdout
     assert [m["step"] for m in metrics(out)] == [3] and "val" in metrics(out)[-1]

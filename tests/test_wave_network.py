@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_checkpoint, tiny_config
+from tests.conftest import TINY_VOCAB, assert_close, make_checkpoint, tiny_config
 from wavegpt import WaveGPT, WaveGPTConfig
-from wavegpt.config import ConfigError, count_parameters
+from wavegpt.config import ConfigError
 from wavegpt.model import DecodeCache
 from wavegpt.ops import naive_wave_network, wave_network, wave_network_step, wave_phases
 from wavegpt.ops.wave_network import EPS
@@ -33,12 +33,12 @@ def test_fast_form_equals_the_naive_loop_with_gradients(op):
     w1, w2 = views(grad=True)
     fast, _ = wave_network(w1, w2, op)
     naive = naive_wave_network(w1, w2, op)
-    assert torch.allclose(fast, naive, atol=1e-10)
+    assert_close(fast, naive, name=f"{op} output", atol=1e-10, rtol=1e-5)
     upstream = torch.randn_like(fast)
     g_fast = torch.autograd.grad((fast * upstream).sum(), (w1, w2))
     g_naive = torch.autograd.grad((naive * upstream).sum(), (w1, w2))
-    for a, b in zip(g_fast, g_naive):
-        assert torch.allclose(a, b, atol=1e-8)
+    for name, a, b in zip(("w1", "w2"), g_fast, g_naive):
+        assert_close(a, b, name=f"{op} gradient of {name}", atol=1e-8, rtol=1e-5)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -53,7 +53,7 @@ def test_paper_formulas_in_polar_form(op):
         expected = torch.sqrt(g1**2 + g2**2 + 2 * g1 * g2 * torch.cos(a - b))
     else:
         expected = g1 * g2
-    assert torch.allclose(out, expected, atol=1e-8)
+    assert_close(out, expected, name=f"{op} in polar form", atol=1e-8, rtol=1e-5)
 
 
 def test_energy_rule_phases_of_a_text_form_a_unit_energy_vector():
@@ -110,23 +110,23 @@ def test_state_carries_a_prefill_into_token_by_token_decoding(op):
         y, state = wave_network_step(w1[:, t:t + 1], w2[:, t:t + 1], op, state)
         steps.append(y)
         assert state[0].shape == (2, 12)  # constant size, whatever the length
-    assert torch.allclose(torch.cat(steps, 1), full, atol=1e-10)
+    assert_close(torch.cat(steps, 1), full, name=f"{op} decoded step by step", atol=1e-10, rtol=1e-5)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_model_is_causal_and_fast_equals_reference(preset):
     torch.manual_seed(0)
     model = WaveGPT(tiny_config(preset))
-    idx = torch.randint(0, 61, (2, 32))
+    idx = torch.randint(0, TINY_VOCAB, (2, 32))
     changed = idx.clone()
-    changed[:, 20:] = torch.randint(0, 61, (2, 12))
+    changed[:, 20:] = torch.randint(0, TINY_VOCAB, (2, 12))
     with torch.no_grad():
         a, _ = model(idx)
         b, _ = model(changed)
         model.set_attention_impl("reference")
         r, _ = model(idx)
     assert torch.allclose(a[:, :20], b[:, :20], atol=1e-6) and not torch.allclose(a[:, 20:], b[:, 20:])
-    assert torch.allclose(a, r, atol=1e-5)
+    assert_close(a, r, name=f"{preset} fast vs reference logits", atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -134,7 +134,7 @@ def test_cached_decoding_equals_recomputation_for_300_tokens(preset):
     """300 tokens from a 7-token prompt with block_size 32: the window slides about 18 times."""
     torch.manual_seed(1)
     model = WaveGPT(tiny_config(preset))
-    prompt = torch.randint(0, 61, (2, 7))
+    prompt = torch.randint(0, TINY_VOCAB, (2, 7))
     outs = [model.generate(prompt, 300, temperature=1.0, use_cache=c, generator=torch.Generator().manual_seed(5))
             for c in (True, False)]
     assert torch.equal(outs[0], outs[1])
@@ -144,19 +144,10 @@ def test_cached_decoding_equals_recomputation_for_300_tokens(preset):
     with torch.no_grad():
         model(prompt, cache=cache)
         for _ in range(20):
-            model(torch.randint(0, 61, (2, 1)), cache=cache)
+            model(torch.randint(0, TINY_VOCAB, (2, 1)), cache=cache)
     layer = cache.layers[0]
     assert layer.k is None and layer.v is None
     assert [tuple(s.shape) for s in layer.state] == [(2, 32), (2, 32)]
-
-
-@pytest.mark.parametrize("size", ["tiny", "small"])
-@pytest.mark.parametrize("preset", PRESETS)
-def test_parameter_count_matches_a_built_model_and_the_other_presets(size, preset):
-    config = WaveGPTConfig.from_preset(size, preset)
-    assert WaveGPT(config).num_parameters() == count_parameters(config)
-    target = count_parameters(WaveGPTConfig.from_preset(size, "full_physics"))
-    assert abs(count_parameters(config) - target) / target < 0.002
 
 
 def test_rotary_position_is_refused_in_one_sentence():
@@ -170,7 +161,7 @@ def test_decoding_returns_g_and_the_phases_of_the_context():
     torch.manual_seed(0)
     model = WaveGPT(tiny_config("wave_network")).eval()
     attn = model.blocks[1].attn
-    idx = torch.randint(0, 61, (1, 9))
+    idx = torch.randint(0, TINY_VOCAB, (1, 9))
     cache = DecodeCache(model.config.n_layers)
     with torch.no_grad():
         model(idx[:, :5], cache=cache, weights_of=1)

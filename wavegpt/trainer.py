@@ -105,8 +105,10 @@ def wave_share_floor(step: int, max_steps: int) -> float:
     return 0.5 + 0.4 * min(1.0, step / max(1, max_steps))
 
 
-def build_optimizer(model: WaveGPT, args: TrainArgs) -> torch.optim.Optimizer:
-    """Weight decay on matrices only (as in nanoGPT); RGD or AdamW as the preset says.
+def build_optimizer(model: WaveGPT, *, lr: float = TrainArgs.lr, weight_decay: float = TrainArgs.weight_decay,
+                    betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.Optimizer:
+    """Weight decay on matrices only (as in nanoGPT); RGD or AdamW as the model's config says
+    (`optimizer`, with RGD's `resonance_strength` and `rgd_warmup_steps`).
 
     The wave parameters (frequencies, phases, amplitudes, phase offsets, temperatures) get a
     group of their own when the config asks for a different learning rate (`wave_lr_scale`)
@@ -118,15 +120,15 @@ def build_optimizer(model: WaveGPT, args: TrainArgs) -> torch.optim.Optimizer:
     separate = c.wave_lr_scale != 1.0 or not c.wave_param_decay
     wave = [p for n, p in named if separate and is_wave_parameter(n)]
     rest = [(n, p) for n, p in named if not (separate and is_wave_parameter(n))]
-    groups = [{"params": [p for _, p in rest if p.dim() >= 2], "weight_decay": args.weight_decay},
+    groups = [{"params": [p for _, p in rest if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for _, p in rest if p.dim() < 2], "weight_decay": 0.0}]
     if wave:
-        decay = args.weight_decay if c.wave_param_decay else 0.0
+        decay = weight_decay if c.wave_param_decay else 0.0
         groups.append({"params": wave, "weight_decay": decay, "lr_scale": c.wave_lr_scale})
     if c.optimizer == "rgd":
-        return RGD(groups, lr=args.lr, betas=(0.9, 0.95), resonance_strength=c.resonance_strength,
+        return RGD(groups, lr=lr, betas=betas, resonance_strength=c.resonance_strength,
                    warmup_steps=c.rgd_warmup_steps)
-    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 def _restore_interrupted_saves(out: Path) -> None:
@@ -197,13 +199,16 @@ def _load_state(out: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, corpus: Corpus, args: TrainArgs, block_size: int,
-             accelerator: Accelerator) -> dict[str, float]:
-    """Mean held-out loss over evenly spaced validation windows, shared across processes."""
+def evaluate(model: torch.nn.Module, corpus: Corpus, *, block_size: int, batch_size: int = TrainArgs.batch_size,
+             eval_batches: int = TrainArgs.eval_batches, accelerator: Accelerator | None = None) -> dict[str, float]:
+    """Mean held-out loss over `eval_batches` evenly spaced batches of `batch_size` validation windows of
+    `block_size` tokens, shared across the accelerator's processes (None: one CPU process)."""
+    if accelerator is None:
+        accelerator = Accelerator(cpu=True)
     was_training = model.training
     model.eval()
     total = torch.zeros(2, device=accelerator.device)  # summed nats, token count
-    batches = list(iter_eval_batches(corpus.val, args.batch_size, block_size, args.eval_batches))
+    batches = list(iter_eval_batches(corpus.val, batch_size, block_size, eval_batches))
     processes, rank = accelerator.num_processes, accelerator.process_index
     # Every process runs the same number of forward passes (sharded models gather weights in each one):
     # a process whose share runs out repeats its last batch with weight 0.
@@ -309,7 +314,7 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
     model = WaveGPT(config)
     if accelerator.process_index > 0:  # each process its own dropout
         set_seed(args.seed + accelerator.process_index)
-    optimizer = build_optimizer(model, args)
+    optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
     loss_fn = QFELoss(lambda_coherence=config.lambda_coherence) if config.loss == "qfe" else None
     data_rng = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index)
     start_step, best_val, bad_in_row, skipped = 0, float("inf"), 0, 0
@@ -417,7 +422,8 @@ def _train(args: TrainArgs, held: list[RunLock]) -> dict[str, Any]:
             if isinstance(inner_optimizer, RGD):
                 metrics["resonance_alpha"] = inner_optimizer.current_alpha()
             if evaluate_now:
-                metrics.update(evaluate(model, corpus, args, T, accelerator))
+                metrics.update(evaluate(model, corpus, block_size=T, batch_size=args.batch_size,
+                                        eval_batches=args.eval_batches, accelerator=accelerator))
                 metrics["val"] = metrics["val_nats_per_token"]
                 eval_time += time.perf_counter() - now
             _log(out, metrics, accelerator)

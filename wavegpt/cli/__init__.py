@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
+INTERRUPTED = "\nerror: interrupted."
+
+
+def command_errors() -> tuple[type[BaseException], ...]:
+    """The errors every command reports as `error: <sentence>` with exit status 2: ValueError (ConfigError,
+    CheckpointError, MissingExtraError, OwnershipError, ClassifyError... are ValueErrors) and DataError."""
+    from ..data import DataError
+
+    return (ValueError, DataError)
 
 
 def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:
@@ -73,3 +88,33 @@ def plain_warnings() -> None:
         return original(message, category, filename, lineno, line)
 
     warnings.formatwarning = one_line
+
+
+@contextmanager
+def run_command(errors: ErrorTypes | None = None, *,
+                also: Sequence[tuple[ErrorTypes, Callable[[BaseException], str], int]] = (),
+                interrupted: str | None = INTERRUPTED, quiet_broken_pipe: bool = False) -> Iterator[None]:
+    """The one error tail of the commands: run the body; an exception of `errors` (default command_errors())
+    prints `error: <its message>` on stderr and exits 2; else the first of `also` whose types match prints
+    `error: <message(e)>` and exits with its code; Ctrl-C prints `interrupted` (None: nothing) and exits 130;
+    with `quiet_broken_pipe`, a closed stdout (`| head`) exits 1 quietly. Anything else is a bug and keeps its
+    traceback; SystemExit (argparse's usage errors) passes through."""
+    errors = command_errors() if errors is None else errors
+    try:
+        yield
+    except KeyboardInterrupt:
+        if interrupted is not None:
+            print(interrupted, file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        if quiet_broken_pipe and isinstance(e, BrokenPipeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep Python from complaining at exit
+            sys.exit(1)
+        if isinstance(e, errors):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        for types, message, code in also:
+            if isinstance(e, types):
+                print(f"error: {message(e)}", file=sys.stderr)
+                sys.exit(code)
+        raise

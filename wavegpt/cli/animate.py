@@ -18,8 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import ConfigError
-from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, sampling_settings
+from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, run_command, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,19 +80,9 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..checkpoint import CheckpointError
-
-    try:
+    # OSError: e.g. ffmpeg failed or the disk filled up; no file is left at the output
+    with run_command(also=[(OSError, lambda e: f"writing the video failed ({e}).", 1)]):
         run(argv)
-    except (ConfigError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:  # e.g. ffmpeg failed or the disk filled up; no file is left at the output
-        print(f"error: writing the video failed ({e}).", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("\nerror: interrupted.", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
+
+from . import run_command
 
 
 def default_checkpoint_dir() -> Path:
@@ -58,43 +59,31 @@ def server_address(host: str | None, port: int | None) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home, before gradio is imported
     args = build_parser().parse_args(argv)
-    try:
-        host, port = server_address(args.host, args.port)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir()
+    with run_command(interrupted=None):
+        serve(args)
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Check the address, the folder and the [app] extra, then serve until Ctrl-C; one-sentence ValueErrors."""
     from ..generation import CHECKPOINT_ENV
 
+    host, port = server_address(args.host, args.port)
+    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir()
     if not args.checkpoint_dir and os.environ.get(CHECKPOINT_ENV) and not folder.is_dir():  # a typo, not a fallback
-        print(f"error: ${CHECKPOINT_ENV} is set to {str(folder)!r}, which is not a folder; fix or unset it.",
-              file=sys.stderr)
-        sys.exit(2)
+        raise ValueError(f"${CHECKPOINT_ENV} is set to {str(folder)!r}, which is not a folder; fix or unset it.")
 
-    from ..extras import MissingExtraError, require
+    from ..extras import require
 
-    try:
-        require("app", "wavegpt-app")
-    except MissingExtraError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    require("app", "wavegpt-app")
     from ..app import build_app
-    from ..checkpoint import CheckpointError
 
-    try:
-        demo = build_app(folder, device=args.device)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    demo = build_app(folder, device=args.device)
     try:
         demo.launch(server_name=host, server_port=port, share=args.share, show_error=True)
     except OSError:  # the port is taken, or the address is not this machine's; Gradio's own message names
         # its Python arguments (server_port=...), so say it in this command's flags instead
-        print(f"error: cannot listen on {host}:{port} (the port is in use or the address is not this machine's); "
-              f"choose another with --port or --host.", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        raise ValueError(f"cannot listen on {host}:{port} (the port is in use or the address is not this "
+                         f"machine's); choose another with --port or --host.") from None
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ and compare them on held-out data.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..config import PRESETS, SIZES, ConfigError
+from ..config import PRESETS, SIZES
 from ..data import DATASETS
+from . import run_command
 
 
 def main(argv: list[str] | None = None) -> None:
     from ..bench import BenchArgs, run_benchmark
-    from ..extras import MissingExtraError, require
+    from ..extras import require
 
     d = BenchArgs()
     p = argparse.ArgumentParser(prog="wavegpt-bench", description=__doc__,
@@ -45,12 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
     ns = p.parse_args(argv)
     args = BenchArgs(**{k: v for k, v in vars(ns).items() if v is not None})
-    try:
+    # ConfigError, MissingExtraError: ValueErrors; RuntimeError: e.g. a foreign results.json
+    with run_command((ValueError, RuntimeError)):
         require("viz", "wavegpt-bench", ("matplotlib",))  # for its comparison plot
         run_benchmark(args)
-    except (ConfigError, RuntimeError, MissingExtraError, ValueError) as e:  # e.g. a foreign results.json
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ..classify import VARIANTS, TrainSettings
+from . import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     from ..classify import ClassifyError, evaluate_checkpoint, load_classifier, load_data, train_classifier
 
     args = build_parser().parse_args(argv)
-    try:
+    with run_command((ClassifyError,),
+                     also=[(OSError, lambda e: f"writing or reading failed ({e.strerror or e}); files saved before "
+                                               "are intact.", 2)],
+                     interrupted="error: interrupted; files saved before are intact."):
         if args.threads < 0:
             raise ClassifyError("--threads must be 0 (torch's choice) or more.")
         if args.threads:
@@ -107,15 +111,6 @@ def main(argv: list[str] | None = None) -> None:
             result = evaluate_checkpoint(str(ckpt), data, out, args.split)
             print(f"{result['n']:,} rows ({result['rows']}) · metrics {out / 'metrics.json'}")
         print(f"accuracy {result['accuracy']:.4f} macro_f1 {result['macro_f1']:.4f}")
-    except ClassifyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print(f"error: writing or reading failed ({e.strerror or e}); files saved before are intact.", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; files saved before are intact.", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

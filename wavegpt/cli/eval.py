@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from ..config import ConfigError
-from . import add_checkpoint_argument, checkpoint_or_shipped
+from . import add_checkpoint_argument, checkpoint_or_shipped, command_errors, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,17 +69,8 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..checkpoint import CheckpointError
-    from ..data import DataError
-
-    try:
+    with run_command((*command_errors(), OSError)):
         run(argv)
-    except (ConfigError, CheckpointError, DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\nerror: interrupted.", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ The text goes to stdout (the prompt first); the seed and the speed go to stderr,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from ..config import ConfigError
-from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, sampling_settings
+from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, run_command, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,21 +91,10 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..checkpoint import CheckpointError
-
     if hasattr(sys.stdout, "reconfigure"):  # a non-UTF-8 console prints '?' rather than crash
         sys.stdout.reconfigure(errors="replace")
-    try:
+    with run_command(quiet_broken_pipe=True):  # a closed pipe (`| head`) stops quietly
         run(argv)
-    except (ConfigError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\nerror: interrupted.", file=sys.stderr)
-        sys.exit(130)
-    except BrokenPipeError:  # e.g. `| head`: stop quietly; keep Python from complaining at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
 
 
 if __name__ == "__main__":

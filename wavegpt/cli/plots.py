@@ -13,10 +13,8 @@ its learning curve is written, and the command fails with exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..config import ConfigError
-from . import add_checkpoint_argument, checkpoint_or_shipped
+from . import add_checkpoint_argument, checkpoint_or_shipped, command_errors, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,17 +45,9 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..checkpoint import CheckpointError
-
-    try:
+    # OSError: e.g. an --out folder that cannot be created or a full disk
+    with run_command((*command_errors(), OSError)):
         run(argv)
-    except (ConfigError, CheckpointError, ValueError, OSError) as e:
-        # OSError: e.g. an --out folder that cannot be created or a full disk
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\nerror: interrupted.", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

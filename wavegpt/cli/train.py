@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
-from ..config import PRESETS, SIZES, ConfigError, parse_field_values
+from ..config import PRESETS, SIZES, parse_field_values
 from ..data import DATASETS
 from ..scaling import TRACKERS
 
@@ -110,33 +109,24 @@ def args_from_cli(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from ..checkpoint import CheckpointError
-    from ..data import DataError
     from ..trainer import TrainError, train
     from ..validation import describe_os_error
-    from . import plain_warnings
+    from . import command_errors, plain_warnings, run_command
 
     plain_warnings()
 
-    try:
+    with run_command((*command_errors(), TrainError), also=[
+        ((MemoryError, torch.OutOfMemoryError),
+         lambda e: f"out of memory ({type(e).__name__}); lower --batch-size or --block-size (what was saved before "
+                   f"is intact).", 2),
+        (OSError,  # a full disk, a read-only folder: the checkpoints saved before are intact
+         lambda e: f"the run stopped because writing failed ({describe_os_error(e)}); what was saved before is "
+                   f"intact.", 2),
+    ], interrupted="error: interrupted; the last saved checkpoint is intact (continue with --resume)."):
         args = args_from_cli(argv)
         if args.max_steps < 1 or args.batch_size < 1 or (args.grad_accum is not None and args.grad_accum < 1):
             raise TrainError("--max-steps, --batch-size and --grad-accum must be at least 1.")
         train(args)
-    except (ConfigError, DataError, CheckpointError, TrainError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except (MemoryError, torch.OutOfMemoryError) as e:
-        print(f"error: out of memory ({type(e).__name__}); lower --batch-size or --block-size (what was saved "
-              f"before is intact).", file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:  # a full disk, a read-only folder: the checkpoints saved before are intact
-        print(f"error: the run stopped because writing failed ({describe_os_error(e)}); what was saved before "
-              f"is intact.", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; the last saved checkpoint is intact (continue with --resume).", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from ..config import WaveGPTConfig
 from ..ops import naive_wave_network, wave_network, wave_network_step, wave_phases
-from .attention import LayerCache, MixerWeights, _Mixer, _causal
+from .attention import LayerCache, MixerWeights, _causal, _Mixer
 
 OPERATIONS = {"wave_network": "interference", "wave_network_modulation": "modulation"}
 
