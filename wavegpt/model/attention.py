@@ -123,7 +123,24 @@ class _Mixer(nn.Module):
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, H * D)))
 
 
-class InterferenceAttention(_Mixer):
+class _SoftmaxMixer(_Mixer):
+    """A mixer that is causal softmax attention over its own queries and keys (`_qkv`)."""
+
+    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (already scaled) queries and keys, (B, H, T, D), whose dot products are the logits."""
+        q, k, _ = self._qkv(x, start_pos)
+        return q, k
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
+        q, k, v = self._qkv(x, start_pos)
+        return self._softmax_mix(q, k, v, cache, need_weights)
+
+
+class InterferenceAttention(_SoftmaxMixer):
     """Scores are the cosine between query and key wave amplitudes.
 
     q and k are n_heads x num_waves amplitudes, each shifted by a learned per-wave phase
@@ -163,15 +180,6 @@ class InterferenceAttention(_Mixer):
             q = apply_rotary(q, start_pos, self.rotary_base)
             k = apply_rotary(k, start_pos, self.rotary_base)
         return q * torch.exp(-self.log_temperature), k, self._heads(v, B, T)
-
-    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        q, k, _ = self._qkv(x, start_pos)
-        return q, k
-
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
-        q, k, v = self._qkv(x, start_pos)
-        return self._softmax_mix(q, k, v, cache, need_weights)
 
 
 class PureWaveAttention(_Mixer):
@@ -249,7 +257,7 @@ class PureWaveAttention(_Mixer):
         return MixerWeights(a / (a.sum(-1, keepdim=True) + EPS), "linear")
 
 
-class CausalSelfAttention(_Mixer):
+class CausalSelfAttention(_SoftmaxMixer):
     """nanoGPT's attention: one fused qkv projection, scaled dot products, causal softmax;
     with position "rotary", queries and keys are rotated by position first (RoPE)."""
 
@@ -269,15 +277,6 @@ class CausalSelfAttention(_Mixer):
             q = apply_rotary(q, start_pos, self.rotary_base)
             k = apply_rotary(k, start_pos, self.rotary_base)
         return q * self.scale, k, v
-
-    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        q, k, _ = self._qkv(x, start_pos)
-        return q, k
-
-    def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
-        q, k, v = self._qkv(x, start_pos)
-        return self._softmax_mix(q, k, v, cache, need_weights)
 
 
 def build_attention(config: WaveGPTConfig) -> _Mixer:
