@@ -63,7 +63,8 @@ WAVES_HELP = """### The prompt's waves
 **Left:** each prompt token's wave packet, the continuous signal
 s(t) = Σ<sub>w,n</sub> A<sub>wn</sub> sin(n f<sub>w</sub> t + φ<sub>w</sub>) of its embedding (one line per token).
 **Right:** each token's own phases φ<sub>w</sub>, one dot per wave on the unit circle, dot size ∝ that wave's
-amplitude; these are the token's phases before position rotates them (position adds p·ω to every phase).
+amplitude. A packet is the token's own, the same at every position: position enters inside interference
+attention as a relative phase (a wavegpt 0.1 model instead added p·ω to every phase of the packet).
 Drawn for the first 16 prompt tokens, on **Show waves** and on every **Generate**."""
 ANIMATION_HELP = """### Animation
 Replays the last generation (same checkpoint, prompt, seed and sampling values, at most
