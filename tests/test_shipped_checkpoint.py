@@ -19,7 +19,7 @@ def test_shipped_checkpoint_is_complete_and_small():
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= names
     assert sum(p.stat().st_size for p in SHIPPED.iterdir() if p.is_file()) < 25 * 2**20
     config = json.loads((SHIPPED / "config.json").read_text())
-    assert config["model_type"] == "wave"
+    assert config["model_type"] == "wavegpt.wave"  # namespaced (older folders say "wave" and still load)
     model = WaveGPT.from_pretrained(SHIPPED)
     assert model.config.vocab_size == config["vocab_size"]
 
