@@ -235,9 +235,7 @@ def stream_samples(
     not emitted) or before the first of the `stop` strings; `stats`, if given, receives the
     number of tokens generated ("tokens"), why each sample ended ("ended") and the seed ("seed").
     """
-    if max_new_tokens is not None:
-        fields["max_new_tokens"] = max_new_tokens
-    settings = SamplingSettings.of(settings, **fields)
+    settings = SamplingSettings.of(settings, max_new_tokens, **fields)
     idx, settings, generators = sampling_inputs(model, tokenizer, prompt, settings)
     num_samples = settings.num_samples
     decoders = [IncrementalDecoder(tokenizer) for _ in range(num_samples)]
@@ -321,8 +319,7 @@ def generate_texts(
     **fields: Any,
 ) -> list[str]:
     """The generated continuations (without the prompt), one string per sample (fields as in stream_samples)."""
-    settings = SamplingSettings.of(settings, **({} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}),
-                                   **fields)
+    settings = SamplingSettings.of(settings, max_new_tokens, **fields)
     texts = [""] * settings.num_samples
     for sample, piece in stream_samples(model, tokenizer, prompt, settings=settings):
         texts[sample] += piece

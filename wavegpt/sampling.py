@@ -88,8 +88,12 @@ class SamplingSettings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def of(cls, settings: SamplingSettings | None = None, **fields: Any) -> SamplingSettings:
-        """`settings` with `fields` changed, or new settings from `fields` alone."""
+    def of(cls, settings: SamplingSettings | None = None, max_new_tokens: int | None = None,
+           **fields: Any) -> SamplingSettings:
+        """`settings` with `fields` changed, or new settings from `fields` alone (max_new_tokens None: not given,
+        the form the positional argument of the text functions takes)."""
+        if max_new_tokens is not None:
+            fields["max_new_tokens"] = max_new_tokens
         if settings is None:
             return cls(**fields)
         if not isinstance(settings, SamplingSettings):
@@ -232,9 +236,7 @@ def sample_tokens(
     """Yield (token (B,), probabilities (B, V)) for each new token: `sample_steps` without the
     window and weights. Sampling fields (temperature, top_k, ...) as in SamplingSettings; the
     temperature defaults to 1 here, as in nanoGPT's generate."""
-    if max_new_tokens is not None:
-        fields["max_new_tokens"] = max_new_tokens
     if settings is None:
         fields.setdefault("temperature", 1.0)
-    for step in sample_steps(model, idx, SamplingSettings.of(settings, **fields), generator):
+    for step in sample_steps(model, idx, SamplingSettings.of(settings, max_new_tokens, **fields), generator):
         yield step.token, step.probs

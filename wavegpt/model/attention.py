@@ -129,11 +129,6 @@ class _SoftmaxMixer(_Mixer):
     def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def query_key(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (already scaled) queries and keys, (B, H, T, D), whose dot products are the logits."""
-        q, k, _ = self._qkv(x, start_pos)
-        return q, k
-
     def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
                 need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
         q, k, v = self._qkv(x, start_pos)
