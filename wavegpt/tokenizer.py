@@ -15,13 +15,12 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+
 EOT = "<|endoftext|>"
 TOKENIZER_NAME = "tokenizer.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
-# The sampling defaults of wavegpt-generate, also written to generation_config.json for other tools.
-DEFAULT_TEMPERATURE = 0.8
-DEFAULT_TOP_K = 50  # cuts the long tail of rare tokens that makes small models ramble
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
@@ -90,7 +89,7 @@ class WaveTokenizer:
     def save_pretrained(self, folder: str | Path, model_max_length: int | None = None) -> None:
         """tokenizer.json plus the two files transformers reads beside it: tokenizer_config.json (so
         `AutoTokenizer.from_pretrained(folder)` knows the end-of-text token) and generation_config.json
-        (end-of-text as eos/pad, and wavegpt-generate's sampling defaults)."""
+        (end-of-text as eos/pad, and the commands' sampling defaults from sampling.py)."""
         folder = Path(folder)
         self.save(folder / TOKENIZER_NAME)
         for name, data in ((TOKENIZER_CONFIG_NAME, self.tokenizer_config(model_max_length)),

@@ -2,9 +2,9 @@
 
 Every check ends in one sentence naming the value and what is allowed (an `InputError`, a
 ValueError, which each command turns into `error: ...` and exit status 2). The training
-flags are checked here; config.json fields by `WaveGPTConfig.validate` (each field against
-its annotated type, then the ranges); sampling values by `sampling.SamplingSettings`;
-app inputs by `app.WaveApp`; the checkpoint environment variable by
+flags are checked here (TrainArgs checks its values when made); config.json fields by
+`WaveGPTConfig.validate` (each field against its annotated type, then the ranges); sampling values
+by `sampling.SamplingSettings`; app inputs by `app.WaveApp`; the checkpoint environment variable by
 `generation.default_checkpoint`; paths by `check_output_folder` below.
 """
 
@@ -63,6 +63,12 @@ def real(value: Any, name: str, low: float | None = None, high: float | None = N
 
 def check_train_args(args: Any) -> None:
     """The training arguments (a TrainArgs), checked before the run touches a file."""
+    check_train_values(args)
+    check_output_folder(args.out, "--out")
+
+
+def check_train_values(args: Any) -> None:
+    """The training arguments' values, without looking at the file system (TrainArgs runs it when made)."""
     whole(args.max_steps, "max_steps", 1)
     if args.stop_at is not None:
         whole(args.stop_at, "stop_at", 1)
@@ -91,7 +97,6 @@ def check_train_args(args: Any) -> None:
         raise InputError("--resume and --overwrite contradict each other; pass one of them.")
     if not isinstance(args.overrides, dict):
         raise InputError(f"overrides must be a dict of config fields, not {type(args.overrides).__name__}.")
-    check_output_folder(args.out, "--out")
 
 
 def check_output_folder(folder: str | os.PathLike[str], what: str) -> Path:

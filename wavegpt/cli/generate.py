@@ -13,12 +13,19 @@ import argparse
 import sys
 import time
 
+from ..generation import (
+    MAX_NEW_TOKENS,
+    MAX_SAMPLES,
+    SAMPLE_SEPARATOR,
+    check_prompt_text,
+    load_for_generation,
+    random_seed,
+    stream_samples,
+)
 from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, run_command, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..generation import MAX_NEW_TOKENS, MAX_SAMPLES
-
     p = argparse.ArgumentParser(prog="wavegpt-generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_argument(p)
@@ -50,8 +57,6 @@ def _write(text: str) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..generation import SAMPLE_SEPARATOR, check_prompt_text, load_for_generation, random_seed, stream_samples
-
     args = build_parser().parse_args(argv)
     check_prompt_text(args.prompt)  # before anything is printed or loaded
     if args.threads is not None:
