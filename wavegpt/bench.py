@@ -259,7 +259,7 @@ def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
     best_wave = next((r for r in rows if not r["preset"].startswith("classic")), None)
     if best_wave is not None:
         try:
-            from .plots import plot_wave_model
+            from .viz.wave_plots import plot_wave_model
         except ImportError:
             plot_wave_model = None
         if plot_wave_model is not None:

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,14 +100,20 @@ def model_folder_writer(folder: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def restore_backup(folder: Path, is_ours: Callable[[Path], bool]) -> None:
+    """Undo a save killed between atomic_folder's two renames: `<folder>.old` with no `<folder>` is put back,
+    when `is_ours` recognises it as wavegpt's own backup (a model folder, a classifier checkpoint)."""
+    old = folder.with_name(folder.name + ".old")
+    if not os.path.lexists(folder) and old.is_dir() and not old.is_symlink() and is_ours(old):
+        os.replace(old, folder)
+
+
 def resolve_checkpoint(folder: str | Path) -> Path:
     """The folder that holds model.safetensors: the folder itself, or inside a training run
     folder its `best/` then `checkpoint/` model; restores an interrupted swap. A Hub repo id
     (`org/name`) that is not a local path is downloaded (or found in the Hub cache)."""
     folder = Path(folder)
-    old = folder.with_name(folder.name + ".old")
-    if not os.path.lexists(folder) and old.is_dir() and not old.is_symlink() and is_model_folder(old):
-        os.replace(old, folder)  # only wavegpt's own backup of a model folder is put back
+    restore_backup(folder, is_model_folder)
     if not folder.exists() and is_repo_id(folder):  # "org/name": a model on the Hugging Face Hub
         try:
             folder = download(str(folder))

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .ownership import write_file_atomic
 from .sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 EOT = "<|endoftext|>"
@@ -83,7 +82,7 @@ class WaveTokenizer:
         path = Path(path)
         if path.suffix != ".json":
             path = path / TOKENIZER_NAME
-        _write_atomic(path, self._tok.save)
+        write_file_atomic(path, self._tok.save)
         return path
 
     def save_pretrained(self, folder: str | Path, model_max_length: int | None = None) -> None:
@@ -94,7 +93,7 @@ class WaveTokenizer:
         self.save(folder / TOKENIZER_NAME)
         for name, data in ((TOKENIZER_CONFIG_NAME, self.tokenizer_config(model_max_length)),
                            (GENERATION_CONFIG_NAME, self.generation_config())):
-            _write_atomic(folder / name, lambda tmp, data=data: Path(tmp).write_text(
+            write_file_atomic(folder / name, lambda tmp, data=data: Path(tmp).write_text(
                 json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
 
     def tokenizer_config(self, model_max_length: int | None = None) -> dict[str, Any]:
@@ -126,19 +125,3 @@ class WaveTokenizer:
             reason = " ".join(str(e).split())[:200]
             raise ValueError(f"{file} is not a readable tokenizer file ({reason}).") from None
         return cls(tok)
-
-
-def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """`write(tmp)` fills a temporary sibling, renamed over `path` only once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

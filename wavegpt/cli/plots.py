@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     require("viz", "wavegpt-plots", ("matplotlib",))
-    from ..plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
+    from ..viz.wave_plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
 
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     text = DEFAULT_SAMPLE_TEXT if args.text is None else args.text
