@@ -74,3 +74,27 @@ def test_internal_imports_sit_at_the_top_unless_a_reason_is_given():
                     if key not in LAZY_IMPORTS:
                         inside.append(f"{name}:{node.lineno} {fn.name}: from {key[1]} import ...")
     assert not inside, "\n".join(inside)
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("Layout. Imports run one way")
+    block = readme[start:readme.index("## Installs and extras")]
+    missing = [p.relative_to(REPO).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
+               if p.name != "__init__.py" and p.name not in block]
+    assert not missing, f"modules the README's layout does not name: {missing}"
+
+
+def test_one_checkpoint_load_resolves_its_folder_once(monkeypatch):
+    import wavegpt.checkpoint as checkpoint
+    from wavegpt import WaveGPT
+    from wavegpt.generation import load_for_generation
+
+    calls = []
+    real = checkpoint.restore_backup  # resolve_checkpoint's first step, once per resolution
+    monkeypatch.setattr(checkpoint, "restore_backup", lambda *a: calls.append(a[0]) or real(*a))
+    load_for_generation(REPO / "checkpoints")
+    assert len(calls) == 1, calls
+    calls.clear()
+    WaveGPT.from_pretrained(REPO / "checkpoints")
+    assert len(calls) == 1, calls
