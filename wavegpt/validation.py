@@ -28,17 +28,16 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _refuse(name: str, value: Any, allowed: str) -> None:
+    raise InputError(f"{_flag(name)} must be {allowed}, not {value!r}.")
+
+
 def whole(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """An int (not a bool) within [low, high]; else an InputError naming the flag."""
     if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) \
             or (high is not None and value > high):
-        if low is not None and high is not None:
-            allowed = f"a whole number from {low} to {high}"
-        elif low is not None:
-            allowed = f"a whole number of at least {low}"
-        else:
-            allowed = "a whole number"
-        raise InputError(f"{_flag(name)} must be {allowed}, not {value!r}.")
+        allowed = (f"from {low} to {high}" if high is not None else f"of at least {low}") if low is not None else ""
+        _refuse(name, value, f"a whole number {allowed}".rstrip())
     return value
 
 
@@ -50,14 +49,12 @@ def real(value: Any, name: str, low: float | None = None, high: float | None = N
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value <= high
+    if not ok and low is None:
+        _refuse(name, value, "a finite number")
     if not ok:
-        if low is not None and high is not None:
-            allowed = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
-        elif low is not None:
-            allowed = f"a number {'above' if low_open else 'of at least'} {low:g}"
-        else:
-            allowed = "a finite number"
-        raise InputError(f"{_flag(name)} must be {allowed}, not {value!r}.")
+        bracket, words = ("(", "above") if low_open else ("[", "of at least")
+        _refuse(name, value, f"a number in {bracket}{low:g}, {high:g}]" if high is not None else
+                f"a number {words} {low:g}")
     return float(value)
 
 

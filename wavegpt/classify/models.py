@@ -85,54 +85,61 @@ class _FeedForward(nn.Module):
         return self.drop(self.fc2(F.gelu(self.fc1(x))))
 
 
-class WaveNetworkClassifier(nn.Module):
+class _Classifier(nn.Module):
+    """What both classifiers share: the token table (built first) and, after the mixing layer, the
+    feed-forward block with its two LayerNorms, dropout and the pooled head (built last, in this order)."""
+
+    def _embedding(self, config: ClassifierConfig) -> None:
+        self.embedding = nn.Embedding(config.vocab_size, config.d_model)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+
+    def _feed_forward_and_head(self, config: ClassifierConfig, hidden: int) -> None:
+        d = config.d_model
+        self.norm1 = nn.LayerNorm(d)
+        self.ffn = _FeedForward(d, hidden, config.dropout)
+        self.norm2 = nn.LayerNorm(d)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = _Head(d, config.num_classes)
+
+    def _finish(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm2(h + self.ffn(h))
+        return self.head(h, mask)
+
+
+class WaveNetworkClassifier(_Classifier):
     """The paper's single-layer Wave Network (interference or modulation)."""
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         d = config.d_model
         self.op = config.variant
-        self.embedding = nn.Embedding(config.vocab_size, d)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self._embedding(config)
         self.proj1, self.proj2 = nn.Linear(d, d), nn.Linear(d, d)
-        self.norm1 = nn.LayerNorm(d)
-        self.ffn = _FeedForward(d, config.ffn_hidden, config.dropout)
-        self.norm2 = nn.LayerNorm(d)
-        self.drop = nn.Dropout(config.dropout)
-        self.head = _Head(d, config.num_classes)
+        self._feed_forward_and_head(config, config.ffn_hidden)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = self.drop(self.embedding(ids))
         z = global_wave_network(self.proj1(w), self.proj2(w), self.op, mask)
-        h = self.norm1(z)
-        h = self.norm2(h + self.ffn(h))
-        return self.head(h, mask)
+        return self._finish(self.norm1(z), mask)
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(_Classifier):
     """The control: one post-norm encoder layer with learned positions, the same pooling and head."""
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         d = config.d_model
-        self.embedding = nn.Embedding(config.vocab_size, d)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self._embedding(config)
         self.position = nn.Embedding(config.max_len, d)
         nn.init.normal_(self.position.weight, std=0.02)
         self.attn = nn.MultiheadAttention(d, config.n_heads, dropout=config.dropout, batch_first=True)
-        self.norm1 = nn.LayerNorm(d)
-        self.ffn = _FeedForward(d, config.control_hidden, config.dropout)
-        self.norm2 = nn.LayerNorm(d)
-        self.drop = nn.Dropout(config.dropout)
-        self.head = _Head(d, config.num_classes)
+        self._feed_forward_and_head(config, config.control_hidden)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(ids.shape[1], device=ids.device)
         x = self.drop(self.embedding(ids) + self.position(pos))
         a, _ = self.attn(x, x, x, key_padding_mask=~mask.bool(), need_weights=False)
-        h = self.norm1(x + self.drop(a))
-        h = self.norm2(h + self.ffn(h))
-        return self.head(h, mask)
+        return self._finish(self.norm1(x + self.drop(a)), mask)
 
 
 def build_classifier(config: ClassifierConfig) -> nn.Module:

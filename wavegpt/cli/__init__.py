@@ -31,6 +31,15 @@ def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:
                         "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
 
 
+def prompt_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The parser generate and animate start from: --checkpoint and --prompt."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_checkpoint_argument(p)
+    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
+    return p
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser, seed_default: int | None = None) -> None:
     """The sampling flags every sampling command shares (generate, animate): --temperature, --top-k,
     --top-p, --repetition-penalty, --seed. `sampling_settings` turns them into SamplingSettings."""

@@ -33,14 +33,11 @@ from ..viz.animation import (
     parse_size,
     render_animation,
 )
-from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, run_command, sampling_settings
+from . import add_sampling_arguments, checkpoint_or_shipped, prompt_parser, run_command, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wavegpt-animate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_argument(p)
-    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
+    p = prompt_parser("wavegpt-animate", __doc__)
     p.add_argument("--tokens", type=int, default=40, help=f"tokens to generate, 1 to {MAX_TOKENS} (default 40)")
     p.add_argument("--fps", type=int, default=8, help=f"video frames per second, {MIN_FPS} to {MAX_FPS} (default 8)")
     p.add_argument("--frames-per-token", type=int, default=1,

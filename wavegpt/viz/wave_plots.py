@@ -217,28 +217,28 @@ class WaveData:
         return chosen
 
 
-def frequency_heatmap(w: WaveData) -> plt.Figure:
-    tokens = w.heatmap_tokens()
-    data = w.freq[tokens]
+def frequency_heatmap(wave: WaveData) -> plt.Figure:
+    tokens = wave.heatmap_tokens()
+    data = wave.freq[tokens]
     n, w = data.shape
     fig, ax = plt.subplots(figsize=(max(7.0, 0.22 * w + 3), max(4.5, 0.17 * n + 2)))
     im = ax.imshow(data, aspect="auto", cmap=SEQUENTIAL, interpolation="nearest")
     fig.colorbar(im, ax=ax, label="base frequency f (rad per unit t)")
     ax.set_yticks(range(n))
-    ax.set_yticklabels([w.label(i, 12) for i in tokens], fontsize=max(5.0, min(9.0, 400 / n)))
+    ax.set_yticklabels([wave.label(i, 12) for i in tokens], fontsize=max(5.0, min(9.0, 400 / n)))
     step = max(1, w // 24)
     ax.set_xticks(range(0, w, step))
     ax.set_xlabel("wave w")
     ax.set_ylabel("token (the sample text's, commonest first; then early BPE merges)")
     ax.set_title(f"Base frequencies f of {n} tokens")
-    w.title(fig, "Token × wave frequency heatmap")
+    wave.title(fig, "Token × wave frequency heatmap")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     return fig
 
 
-def phase_distribution(w: WaveData) -> plt.Figure:
+def phase_distribution(wave: WaveData) -> plt.Figure:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    wrapped = np.angle(np.exp(1j * w.phase.ravel()))
+    wrapped = np.angle(np.exp(1j * wave.phase.ravel()))
     ax1.hist(wrapped, bins=48, range=(-np.pi, np.pi), color=TOKEN_COLOURS[0], edgecolor="white", linewidth=0.4)
     ax1.set_xlim(-np.pi, np.pi)
     ax1.set_xticks([-np.pi, -np.pi / 2, 0, np.pi / 2, np.pi])
@@ -246,14 +246,14 @@ def phase_distribution(w: WaveData) -> plt.Figure:
     ax1.set_xlabel("phase φ, wrapped to [−π, π] (rad)")
     ax1.set_ylabel("count (tokens × waves)")
     ax1.set_title(f"Token phases ({wrapped.size} values)")
-    if w.rate is None:
+    if wave.rate is None:
         ax2.text(0.5, 0.5, "no positional phase:\nposition comes from the attention itself",
                  ha="center", va="center", transform=ax2.transAxes)
         ax2.set_axis_off()
-        w.title(fig, "Phase distribution")
+        wave.title(fig, "Phase distribution")
         fig.tight_layout(rect=(0, 0.03, 1, 1))
         return fig
-    rates = w.rate.ravel()
+    rates = wave.rate.ravel()
     positive = bool((rates > 0).all())
     if positive:
         lo, hi = np.log10(rates.min()), np.log10(rates.max())
@@ -261,34 +261,34 @@ def phase_distribution(w: WaveData) -> plt.Figure:
         ax2.set_xscale("log")
     else:
         bins = 30
-    for n in range(w.rate.shape[1]):
-        label = f"harmonic {n + 1}" if w.rate_kind == "packet" else "query/key wave pairs"
-        ax2.hist(w.rate[:, n], bins=bins, alpha=0.6, label=label,
+    for n in range(wave.rate.shape[1]):
+        label = f"harmonic {n + 1}" if wave.rate_kind == "packet" else "query/key wave pairs"
+        ax2.hist(wave.rate[:, n], bins=bins, alpha=0.6, label=label,
                  color=TOKEN_COLOURS[(n + 1) % len(TOKEN_COLOURS)])
     ax2.set_xlabel("positional rate ω (rad per token position)")
-    ax2.set_ylabel("count (waves)" if w.rate_kind == "packet" else "count (wave pairs)")
-    ax2.set_title("Positional phase rates ω" + (" (rotary, in the interference)" if w.rate_kind == "rotary"
+    ax2.set_ylabel("count (waves)" if wave.rate_kind == "packet" else "count (wave pairs)")
+    ax2.set_title("Positional phase rates ω" + (" (rotary, in the interference)" if wave.rate_kind == "rotary"
                                                else " (in the packet)"))
     ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    w.title(fig, "Phase distribution")
+    wave.title(fig, "Phase distribution")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def harmonic_profiles(w: WaveData) -> plt.Figure:
-    H = w.amp.shape[2]
+def harmonic_profiles(wave: WaveData) -> plt.Figure:
+    H = wave.amp.shape[2]
     harmonics = np.arange(1, H + 1)
-    per_token = np.abs(w.amp).mean(axis=1)  # (V, H): mean |A| over waves
+    per_token = np.abs(wave.amp).mean(axis=1)  # (V, H): mean |A| over waves
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     mean, std = per_token.mean(axis=0), per_token.std(axis=0)
     lo, hi = np.percentile(per_token, [10, 90], axis=0)
     ax1.fill_between(harmonics, lo, hi, color="#888888", alpha=0.25, label="10th–90th percentile")
     ax1.errorbar(harmonics, mean, yerr=std, fmt="o-", color="black", capsize=4, label="mean ± std")
     ax1.set_title(f"All {per_token.shape[0]} tokens")
-    for j, token in enumerate(w.samples):
-        ax2.plot(harmonics, per_token[token], "o-", color=TOKEN_COLOURS[j], label=f"'{w.label(token)}'")
+    for j, token in enumerate(wave.samples):
+        ax2.plot(harmonics, per_token[token], "o-", color=TOKEN_COLOURS[j], label=f"'{wave.label(token)}'")
     ax2.set_title("Sample tokens")
     for ax in (ax1, ax2):
         ax.set_xticks(harmonics)
@@ -296,24 +296,24 @@ def harmonic_profiles(w: WaveData) -> plt.Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax1.set_ylabel("mean |A| over waves")
-    w.title(fig, "Harmonic amplitude profiles")
+    wave.title(fig, "Harmonic amplitude profiles")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def wave_packets(w: WaveData) -> plt.Figure:
-    n = len(w.samples)
+def wave_packets(wave: WaveData) -> plt.Figure:
+    n = len(wave.samples)
     cols = 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.3 * rows + 1.2), sharex=True, sharey=True, squeeze=False)
-    signals = w.signal(w.samples, w.t)
-    x = w.t.numpy()
-    for j, (token, s) in enumerate(zip(w.samples, signals)):
+    signals = wave.signal(wave.samples, wave.t)
+    x = wave.t.numpy()
+    for j, (token, s) in enumerate(zip(wave.samples, signals)):
         ax = axes.flat[j]
         ax.axhline(0, color="#999999", lw=0.6)
         ax.axvline(2 * np.pi, color="#999999", ls=":", lw=1)
         ax.plot(x, s, color=TOKEN_COLOURS[j], lw=1.6)
-        ax.set_title(f"token {w.label(token, 16)!r} (id {token})", fontsize=10)
+        ax.set_title(f"token {wave.label(token, 16)!r} (id {token})", fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -321,42 +321,42 @@ def wave_packets(w: WaveData) -> plt.Figure:
         ax.set_xlabel("t")
     for ax in axes[:, 0]:
         ax.set_ylabel("s(t)")
-    w.title(fig, "Wave packets s(t) = Σ_w Σ_n A_wn sin(n f_w t + φ_w) of sample tokens\n"
+    wave.title(fig, "Wave packets s(t) = Σ_w Σ_n A_wn sin(n f_w t + φ_w) of sample tokens\n"
                      "(dotted line: t = 2π, where the embedding samples each packet)", fontsize=11)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def polar_phases(w: WaveData) -> plt.Figure:
+def polar_phases(wave: WaveData) -> plt.Figure:
     fig = plt.figure(figsize=(7.5, 7))
     ax = fig.add_subplot(projection="polar")
-    radius = np.sqrt((w.amp**2).sum(axis=2))  # (V, W): a wave's amplitude over its harmonics
+    radius = np.sqrt((wave.amp**2).sum(axis=2))  # (V, W): a wave's amplitude over its harmonics
     theta_circle = np.linspace(0, 2 * np.pi, 200)
     ax.plot(theta_circle, np.ones_like(theta_circle), color="#999999", ls="--", lw=1, label="unit circle")
-    for j, token in enumerate(w.samples):
-        theta = np.angle(np.exp(1j * w.phase[token]))
+    for j, token in enumerate(wave.samples):
+        theta = np.angle(np.exp(1j * wave.phase[token]))
         r = radius[token]
         ax.vlines(theta, 0, r, color=TOKEN_COLOURS[j], alpha=0.35, lw=1)
-        ax.scatter(theta, r, s=22, color=TOKEN_COLOURS[j], label=f"'{w.label(token)}'", zorder=3)
+        ax.scatter(theta, r, s=22, color=TOKEN_COLOURS[j], label=f"'{wave.label(token)}'", zorder=3)
     ax.set_rlabel_position(100)
     ax.set_title("Phases φ of the sample tokens' waves\n(angle φ, radius ‖A_w‖ = √Σ_n A_wn²)", fontsize=11)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
-    fig.text(0.5, 0.01, w.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
+    fig.text(0.5, 0.01, wave.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def complex_plane(w: WaveData) -> plt.Figure:
+def complex_plane(wave: WaveData) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7.5, 7))
-    z_all = w.amp.sum(axis=2) * np.exp(1j * w.phase)  # (V, W): A·e^{iφ} summed over harmonics
+    z_all = wave.amp.sum(axis=2) * np.exp(1j * wave.phase)  # (V, W): A·e^{iφ} summed over harmonics
     theta = np.linspace(0, 2 * np.pi, 200)
     ax.plot(np.cos(theta), np.sin(theta), color="#999999", ls="--", lw=1, label="unit circle")
     ax.axhline(0, color="#bbbbbb", lw=0.6)
     ax.axvline(0, color="#bbbbbb", lw=0.6)
     extent = 1.1
-    for j, token in enumerate(w.samples):
+    for j, token in enumerate(wave.samples):
         z = z_all[token]
-        ax.scatter(z.real, z.imag, s=22, color=TOKEN_COLOURS[j], alpha=0.8, label=f"'{w.label(token)}'")
+        ax.scatter(z.real, z.imag, s=22, color=TOKEN_COLOURS[j], alpha=0.8, label=f"'{wave.label(token)}'")
         mean = z.mean()
         ax.scatter([mean.real], [mean.imag], s=160, marker="*", color=TOKEN_COLOURS[j], edgecolor="black",
                    linewidth=0.6, zorder=4)
@@ -370,18 +370,18 @@ def complex_plane(w: WaveData) -> plt.Figure:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     ax.set_title("Each wave of the sample tokens as A·e^{iφ} (harmonics summed)", fontsize=11)
-    fig.text(0.5, 0.01, w.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
+    fig.text(0.5, 0.01, wave.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def spectrogram(w: WaveData) -> plt.Figure:
+def spectrogram(wave: WaveData) -> plt.Figure:
     """STFT of the sample text's tokens' signals laid end to end, SPECTRO_SPAN of t each."""
-    max_rad = float(w.freq[w.ids].max() * w.amp.shape[2])
+    max_rad = float(wave.freq[wave.ids].max() * wave.amp.shape[2])
     fs = max(4.0, 4 * max_rad / (2 * np.pi))  # samples per unit t: twice Nyquist for the top harmonic
     per = int(SPECTRO_SPAN * fs)
     t = torch.arange(per, dtype=torch.float32) / fs
-    signal = w.signal(w.ids, t).ravel()
+    signal = wave.signal(wave.ids, t).ravel()
     nperseg, nfft = per, 2 * per  # one token per window; zero padding smooths the frequency axis
     hop = max(1, nperseg // 4)
     window = np.hanning(nperseg)
@@ -397,48 +397,48 @@ def spectrogram(w: WaveData) -> plt.Figure:
     mesh = ax.pcolormesh(centres, omega[keep], db[:, keep].T, cmap=ENERGY, shading="nearest",
                          vmin=db.max() - 50, vmax=db.max())
     fig.colorbar(mesh, ax=ax, label="power (dB)")
-    n = len(w.ids)
+    n = len(wave.ids)
     ax.set_xlim(0, n)
     if n <= LABELLED_POSITIONS:
         ax.set_xticks(np.arange(n) + 0.5)
-        ax.set_xticklabels([w.label(i, 8) for i in w.ids], rotation=90, fontsize=7)
+        ax.set_xticklabels([wave.label(i, 8) for i in wave.ids], rotation=90, fontsize=7)
         ax.set_xlabel(f"token of the sample text (each held for t ∈ [0, {SPECTRO_SPAN:g}))")
     else:
         ax.set_xlabel("token position in the sample text")
     ax.set_ylabel("angular frequency n·f (rad per unit t)")
-    ax.set_title(f"Spectrogram of the sample text's {w.which}{n} tokens, signals s(t) end to end")
+    ax.set_title(f"Spectrogram of the sample text's {wave.which}{n} tokens, signals s(t) end to end")
     fig.tight_layout()
     return fig
 
 
-def interference_pattern(w: WaveData) -> plt.Figure:
-    layer = w.cfg.n_layers - 1
-    weights, what = interference_matrix(w.model, w.ids, layer=layer, head=0)
-    n = len(w.ids)
+def interference_pattern(wave: WaveData) -> plt.Figure:
+    layer = wave.cfg.n_layers - 1
+    weights, what = interference_matrix(wave.model, wave.ids, layer=layer, head=0)
+    n = len(wave.ids)
     size = max(6.5, min(12.0, 0.2 * n + 4))
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     cmap = plt.get_cmap(SEQUENTIAL).with_extremes(bad="#eeeeee")
     im = ax.imshow(np.ma.masked_invalid(weights), cmap=cmap, interpolation="nearest", vmin=0)
     fig.colorbar(im, ax=ax, label=what, shrink=0.8)
     if n <= LABELLED_POSITIONS:
-        labels = [w.label(i, 8) for i in w.ids]
+        labels = [wave.label(i, 8) for i in wave.ids]
         ax.set_xticks(range(n))
         ax.set_xticklabels(labels, rotation=90, fontsize=7)
         ax.set_yticks(range(n))
         ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xlabel(f"key position (attended to; the sample text's {w.which}{n} tokens)")
+    ax.set_xlabel(f"key position (attended to; the sample text's {wave.which}{n} tokens)")
     ax.set_ylabel("query position (attending)")
-    mixer = mixer_entry(w.cfg).short(w.cfg)
-    ax.set_title(f"Interference pattern: layer {layer + 1}/{w.cfg.n_layers}, head 1/{w.cfg.n_heads} "
+    mixer = mixer_entry(wave.cfg).short(wave.cfg)
+    ax.set_title(f"Interference pattern: layer {layer + 1}/{wave.cfg.n_layers}, head 1/{wave.cfg.n_heads} "
                  f"({mixer}, causal; grey = future)", fontsize=11)
     fig.tight_layout()
     return fig
 
 
-def wave_surface_3d(w: WaveData) -> plt.Figure:
-    tokens = w.ids[:SURFACE_TOKENS]
-    t = w.t[::2]
-    z = w.signal(tokens, t)
+def wave_surface_3d(wave: WaveData) -> plt.Figure:
+    tokens = wave.ids[:SURFACE_TOKENS]
+    t = wave.t[::2]
+    z = wave.signal(tokens, t)
     X, Y = np.meshgrid(t.numpy(), np.arange(len(tokens)))
     fig = plt.figure(figsize=(11, 7.5))
     ax = fig.add_subplot(projection="3d")
@@ -452,7 +452,7 @@ def wave_surface_3d(w: WaveData) -> plt.Figure:
     fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.1, label="s(t)")
     if len(tokens) <= 16:
         ax.set_yticks(range(len(tokens)))
-        ax.set_yticklabels([w.label(i, 8) for i in tokens], fontsize=7)
+        ax.set_yticklabels([wave.label(i, 8) for i in tokens], fontsize=7)
     ax.set_xlabel("t")
     ax.set_ylabel("token index in the sample text", labelpad=10)
     ax.set_zlabel("amplitude s(t)")
