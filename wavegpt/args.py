@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .validation import check_train_values
+from .validation import InputError, check_train_values
 
 # What a resumed run does not take back from its run.json: how this invocation runs, not what the run is.
 NOT_RESUMED = ("resume", "overwrite", "stop_at")
@@ -76,5 +76,9 @@ def merge_train_args(given: dict[str, Any]) -> TrainArgs:
         base.pop("data", None)
     fields = {**base, **given}
     fields["overrides"] = {**base.get("overrides", {}), **given.get("overrides", {})}
+    accum = fields.get("grad_accum")
+    if fields.get("max_steps", TrainArgs.max_steps) < 1 or fields.get("batch_size", TrainArgs.batch_size) < 1 \
+            or (accum is not None and accum < 1):  # the command's own sentence for the three step sizes
+        raise InputError("--max-steps, --batch-size and --grad-accum must be at least 1.")
     names = {f.name for f in dataclasses.fields(TrainArgs)}
     return TrainArgs(**{k: v for k, v in fields.items() if k in names})
