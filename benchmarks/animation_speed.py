@@ -1,4 +1,4 @@
-"""Animation speed: frames/s of `wavegpt.animation.render_animation` at 1280x720, and where the time goes.
+"""Animation speed: frames/s of `wavegpt.viz.animation.render_animation` at 1280x720, and where the time goes.
 
     python benchmarks/animation_speed.py
     python benchmarks/animation_speed.py --models small tiny --tokens 60 --threads 1
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from wavegpt import WaveGPT, WaveGPTConfig
-from wavegpt.animation import render_animation
 from wavegpt.tokenizer import WaveTokenizer
+from wavegpt.viz.animation.render import render_animation
 
 
 def corpus() -> list[str]:

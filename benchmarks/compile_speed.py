@@ -22,7 +22,7 @@ import time
 import torch
 
 from wavegpt import QFELoss, WaveGPT, WaveGPTConfig
-from wavegpt.trainer import build_optimizer
+from wavegpt.training.optim import build_optimizer
 
 MODES = ("eager", "compiled", "bf16")
 

@@ -21,7 +21,7 @@ import time
 import torch
 
 from wavegpt import PRESETS, QFELoss, WaveGPT, WaveGPTConfig
-from wavegpt.trainer import build_optimizer
+from wavegpt.training.optim import build_optimizer
 
 
 class Runner:

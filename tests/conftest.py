@@ -105,7 +105,7 @@ TINY_FLAGS = ["--model", "tiny", "--block-size", "32", "--batch-size", "4", "--v
 
 def tiny_args(tmp_path: Path, corpus: Path, cache: Path, **fields):
     """TrainArgs of a tiny in-process baseline run in tmp_path/run, without a progress bar or tracker."""
-    from wavegpt.trainer import TrainArgs
+    from wavegpt.args import TrainArgs
 
     base = dict(preset="baseline", model="tiny", dataset=None, data=str(corpus), out=str(tmp_path / "run"),
                 batch_size=4, vocab_size=300, overrides=dict(TINY_ARCH), eval_interval=1000, eval_batches=1,

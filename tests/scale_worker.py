@@ -1,7 +1,7 @@
 """Several short trainings in one two-process launch (process start-up dominates on a small CPU).
 
 tests/test_scale.py starts this with `accelerate launch --num_processes 2 --use_fsdp --fsdp_version 2
-...`; each run is the real trainer (wavegpt.trainer.train). The first runs switch FSDP off to train
+...`; each run is the real trainer (wavegpt.training.train). The first runs switch FSDP off to train
 the same runs under plain data parallelism (DDP) as the reference; the rest run sharded (the switch
 to FSDP is one way, so reference runs come first). Each process writes how many evaluation forward
 passes it ran per run to ROOT/forwards_<rank>.json.
@@ -21,7 +21,7 @@ ARCH = dict(d_model=32, n_layers=2, n_heads=2, num_waves=8, num_harmonics=3, blo
 
 
 def run_args(root: Path, corpus: str, cache: str, name: str, preset: str, **fields):
-    from wavegpt.trainer import TrainArgs
+    from wavegpt.args import TrainArgs
 
     base = dict(preset=preset, model="tiny", dataset=None, data=corpus, out=str(root / name), max_steps=4,
                 batch_size=4, vocab_size=300, overrides=dict(ARCH, rgd_warmup_steps=1), eval_interval=2,
@@ -35,8 +35,8 @@ def main() -> None:
     root = Path(root)
     from accelerate.state import AcceleratorState, GradientState
 
-    from wavegpt.model import WaveGPT
-    from wavegpt.trainer import train
+    from wavegpt import WaveGPT
+    from wavegpt.training import train
 
     counts: dict[str, int] = {}
     current = {"run": ""}

@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from tests.conftest import make_checkpoint, run_cli
-from wavegpt.animation import CLASSIC_NOTE, MAX_TOKENS, _Scene, render_animation
 from wavegpt.cli import animate as animate_cli
 from wavegpt.cli import generate as generate_cli
 from wavegpt.generation import encode_prompt, generate_texts, load_for_generation
 from wavegpt.sampling import sample_tokens
+from wavegpt.viz.animation.render import CLASSIC_NOTE, MAX_TOKENS, _Scene, render_animation
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = (320, 180)

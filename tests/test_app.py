@@ -153,7 +153,7 @@ def test_waves_panel(client):
     assert client.predict("classic", PROMPT, api_name="/waves") == (None, CLASSIC_NOTE)
 
 
-@pytest.mark.skipif(not animation_available(), reason="wavegpt.animation is not there yet")
+@pytest.mark.skipif(not animation_available(), reason="wavegpt.viz.animation is not there yet")
 def test_animation_replays_the_last_generation(server):
     c = Client(server, verbose=False)  # a session of its own: the last generation is per session
     try:

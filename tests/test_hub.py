@@ -27,7 +27,7 @@ from wavegpt.config import ConfigError
 from wavegpt.data import iter_eval_batches, prepare_corpus
 from wavegpt.evaluation import windows
 from wavegpt.tokenizer import WaveTokenizer
-from wavegpt.trainer import train
+from wavegpt.training import train
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -170,11 +170,11 @@ def test_export_writes_a_model_card_and_pushes_what_from_pretrained_reads_back(r
 
 
 def test_export_run_is_the_library_behind_the_command(run, tmp_path):
-    """wavegpt.export.export_run with plain arguments: the figures it returns are trainer.evaluate's on the run's
+    """wavegpt.export.export_run with plain arguments: the figures it returns are evaluation.evaluate's on the run's
     held-out split (found through run.json), and config.json records them."""
     from wavegpt.data import prepare_corpus
+    from wavegpt.evaluation import evaluate
     from wavegpt.export import export_run
-    from wavegpt.trainer import evaluate
 
     result = export_run(run["out"], tmp_path / "lib", dtype="bfloat16", eval_batches=3, batch_size=4)
     assert result.evaluated and result.source == run["out"] / "best" and set(result.figures) == {"float32",

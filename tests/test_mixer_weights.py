@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import TINY_VOCAB, tiny_config
 from wavegpt import WaveGPT
-from wavegpt.model.gpt import DecodeCache
+from wavegpt.model.cache import DecodeCache
 from wavegpt.sampling import SampleStep, SamplingSettings, sample_steps
 
 POSITION_MIXERS = ["full_physics", "pure_wave", "pure_wave_linear", "classic", "classic_rope"]

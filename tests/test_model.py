@@ -98,7 +98,7 @@ def test_fast_path_equals_reference_with_gradients(preset):
 
 @pytest.mark.parametrize("preset", VARIANTS)
 def test_incremental_logits_equal_full_recompute(preset):
-    from wavegpt.model import DecodeCache
+    from wavegpt.model.cache import DecodeCache
 
     torch.manual_seed(0)
     model = WaveGPT(variant_config(preset)).eval()

@@ -14,9 +14,9 @@ from PIL import Image
 
 from tests.conftest import REPO, TINY_VOCAB, prose, tiny_args, tiny_config
 from wavegpt import WaveGPT
-from wavegpt.model.gpt import DecodeCache
-from wavegpt.plots import PLOT_NAMES, interference_matrix, plot_wave_model
-from wavegpt.trainer import train
+from wavegpt.model.cache import DecodeCache
+from wavegpt.training import train
+from wavegpt.viz.wave_plots import PLOT_NAMES, interference_matrix, plot_wave_model
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from wavegpt import WaveGPT
-from wavegpt.checkpoint import load_model
 from wavegpt.config import WaveGPTConfig
-from wavegpt.model import is_wave_parameter
+from wavegpt.model.gpt import is_wave_parameter
 from wavegpt.ops import apply_rotary, naive_rotary
 
 from .conftest import TINY_VOCAB, assert_close, tiny_config
@@ -19,7 +18,7 @@ LEGACY = Path(__file__).parent / "data" / "legacy_v0_1"
 @pytest.mark.parametrize("preset", ["full_physics", "classic", "pure_wave_linear"])
 def test_checkpoints_saved_before_the_change_give_the_same_logits(preset):
     """Folders written by wavegpt 0.1 (no position / temperature fields in config.json)."""
-    model = load_model(LEGACY / preset).eval()
+    model = WaveGPT.from_pretrained(LEGACY / preset).eval()
     expected = torch.load(LEGACY / preset / "expected_logits.pt")
     with torch.no_grad():
         logits, _ = model(expected["idx"])
@@ -87,7 +86,7 @@ def test_pure_wave_attention_refuses_rotary_in_one_sentence():
 
 
 def test_wave_parameters_get_their_own_learning_rate_and_no_decay():
-    from wavegpt.trainer import build_optimizer
+    from wavegpt.training.optim import build_optimizer
 
     model = WaveGPT(tiny_config("baseline", wave_lr_scale=0.5, wave_param_decay=False))
     optimizer = build_optimizer(model)
@@ -106,7 +105,7 @@ def test_tied_head_saves_once_and_round_trips(tmp_path):
     model = WaveGPT(tiny_config("baseline", tie_head=True)).eval()
     assert model.head.proj.weight is model.embedding.bootstrap.weight
     model.save_pretrained(tmp_path / "m")
-    loaded = load_model(tmp_path / "m").eval()
+    loaded = WaveGPT.from_pretrained(tmp_path / "m").eval()
     idx = torch.randint(0, TINY_VOCAB, (1, 12))
     assert_close(model(idx)[0], loaded(idx)[0], name="tied-head logits after loading")
     assert loaded.head.proj.weight is loaded.embedding.bootstrap.weight

@@ -23,11 +23,12 @@ import pytest
 
 from tests.conftest import make_checkpoint, prose, run_cli, snapshot, tiny_args, tiny_config
 from wavegpt import WaveGPT, WaveGPTConfig
+from wavegpt.args import TrainArgs
 from wavegpt.checkpoint import CheckpointError
 from wavegpt.config import ConfigError
 from wavegpt.ownership import RUN_LOCK, OwnershipError, RunLock, RunLockedError, is_run_folder
 from wavegpt.tokenizer import WaveTokenizer
-from wavegpt.trainer import TrainArgs, TrainError, train
+from wavegpt.training import TrainError, train
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [  # pandas 3 deprecations inside gradio's queue, not ours
@@ -350,7 +351,7 @@ def test_a_full_disk_during_a_save_is_one_sentence_and_the_last_save_survives(ru
                                                                             monkeypatch, capsys):
     import shutil
 
-    import wavegpt.trainer as trainer
+    import wavegpt.training.run_folder as run_folder
     from wavegpt.cli.train import main
 
     out = tmp_path / "full"
@@ -360,7 +361,7 @@ def test_a_full_disk_during_a_save_is_one_sentence_and_the_last_save_survives(ru
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "checkpoint" / "model.safetensors"))
 
-    monkeypatch.setattr(trainer, "write_model_files", no_space)
+    monkeypatch.setattr(run_folder, "write_model_files", no_space)
     monkeypatch.setenv("WAVEGPT_CACHE", str(cache))
     run_json = json.loads((out / "run.json").read_text())
     monkeypatch.setattr("wavegpt.cli.train.args_from_cli",
@@ -532,7 +533,7 @@ def test_the_commands_share_one_error_wrapper(capsys):
 
 
 def test_partial_videos_of_killed_renders_are_swept(tmp_path):
-    from wavegpt.animation import _sweep_stale_parts
+    from wavegpt.viz.animation.render import _sweep_stale_parts
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -547,7 +548,7 @@ def test_partial_videos_of_killed_renders_are_swept(tmp_path):
 
 
 def test_a_video_that_cannot_be_written_is_one_sentence():
-    from wavegpt.animation import _video_failure
+    from wavegpt.viz.animation.render import _video_failure
 
     ffmpeg = OSError("[Errno 32] Broken pipe\n\nFFMPEG COMMAND:\n/usr/bin/ffmpeg -y -f rawvideo -i - out.mp4\n\n"
                      "FFMPEG STDERR OUTPUT:\n[out#0/mp4] Error writing trailer: No space left on device\n")

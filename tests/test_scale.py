@@ -31,8 +31,8 @@ from tests.conftest import (
     tiny_args,
 )
 from wavegpt import WaveGPT
-from wavegpt.scaling import ScaleError, refuse_unshardable
-from wavegpt.trainer import train
+from wavegpt.training import train
+from wavegpt.training.scaling import ScaleError, refuse_unshardable
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--num_processes", "2",
           "--num_machines", "1", "--dynamo_backend", "no"]
@@ -224,7 +224,7 @@ def test_checkpoints_from_before_fsdp_support_load_and_resume(corpus, cache, tmp
 def test_a_tracker_that_is_not_installed_is_refused_not_dropped():
     import accelerate.utils
 
-    from wavegpt.scaling import TRACKERS, tracker_names
+    from wavegpt.training.scaling import TRACKERS, tracker_names
 
     missing = [t for t in TRACKERS if not getattr(accelerate.utils, f"is_{t}_available", lambda: True)()]
     if not missing:

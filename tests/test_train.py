@@ -45,7 +45,7 @@ from tests.conftest import (
 from wavegpt import WaveGPT
 from wavegpt.data import FINEWEB_SOURCE_ENV
 from wavegpt.tokenizer import WaveTokenizer
-from wavegpt.trainer import TrainError, train
+from wavegpt.training import TrainError, train
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_one_nan_loss_is_skipped_and_training_continues(corpus, cache, tmp_path,
 
 
 def test_gradient_accumulation_matches_one_larger_batch(corpus, cache, tmp_path, monkeypatch):
-    import wavegpt.trainer as trainer
+    import wavegpt.training.trainer as trainer
 
     whole = train(tiny_args(tmp_path / "whole", corpus, cache, max_steps=2, batch_size=4, grad_accum=1))
     shapes: list[tuple[int, ...]] = []

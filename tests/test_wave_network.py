@@ -13,7 +13,7 @@ import torch
 from tests.conftest import TINY_VOCAB, assert_close, make_checkpoint, tiny_config
 from wavegpt import WaveGPT, WaveGPTConfig
 from wavegpt.config import ConfigError
-from wavegpt.model import DecodeCache
+from wavegpt.model.cache import DecodeCache
 from wavegpt.ops import naive_wave_network, wave_network, wave_network_step, wave_phases
 from wavegpt.ops.wave_network import EPS
 
@@ -179,8 +179,8 @@ def test_decoding_returns_g_and_the_phases_of_the_context():
 
 
 def test_animation_draws_a_wave_network_checkpoint(tmp_path: Path):
-    from wavegpt.animation import render_animation
     from wavegpt.generation import load_for_generation
+    from wavegpt.viz.animation.render import render_animation
 
     folder = make_checkpoint(tmp_path / "wn", "wave_network_modulation")
     model, tok = load_for_generation(folder)
@@ -208,7 +208,7 @@ def test_the_app_serves_a_wave_network_checkpoint(tmp_path: Path):
 def test_plots_show_the_phase_pattern_of_a_wave_network_model():
     import numpy as np
 
-    from wavegpt.plots import interference_matrix
+    from wavegpt.viz.wave_plots import interference_matrix
 
     torch.manual_seed(0)
     model = WaveGPT(tiny_config("wave_network")).eval()

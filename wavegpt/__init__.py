@@ -1,7 +1,7 @@
 """wavegpt: train, sample, visualise and serve the Wave-Native GPT."""
 
 from .config import PRESETS, SIZES, WaveGPTConfig
-from .model import WaveGPT
+from .model.gpt import WaveGPT
 from .physics import RGD, QFELoss
 
 __all__ = ["WaveGPTConfig", "WaveGPT", "RGD", "QFELoss", "PRESETS", "SIZES"]

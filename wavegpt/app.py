@@ -6,7 +6,7 @@ can be chosen. Text is sampled through `wavegpt.generation.stream_text`, the sam
 `generate.py`, so a seed gives the same text in both. Every request is checked again on the
 server (the page's limits are only a convenience) and a bad one answers with a
 one-sentence `gr.Error`, never a stack trace. Models load once per checkpoint and stay
-cached. The "Render animation" button only exists when `wavegpt.animation` imports.
+cached. The "Render animation" button only exists when `wavegpt.viz.animation` imports.
 
 All request logic lives in `WaveApp`, free of widgets, so it can be tested directly.
 """
@@ -41,9 +41,11 @@ from .generation import (
     resolve_device,
     stream_text,
 )
-from .model.embedding import WavePacketEmbedding
+from .model.embedding import WAVE_SAMPLES, WAVE_SPAN, WavePacketEmbedding
 from .model.gpt import WaveGPT
+from .sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 from .tokenizer import WaveTokenizer
+from .viz.animation import render_animation
 
 APP_MAX_NEW_TOKENS = 1000  # per request: a shared server should not spend minutes on one visitor
 MAX_TEMPERATURE = 2.0
@@ -53,9 +55,10 @@ MAX_SEED = 2**53 - 1  # the largest integer a browser's number box holds exactly
 ANIMATION_MAX_TOKENS = 60  # ~8 s of video at 8 fps; longer renders tie up the CPU
 ANIMATION_KEEP_S = 3600  # rendered videos older than this are deleted at the next render
 WAVE_TOKENS = 16  # prompt tokens drawn at most; more lines are unreadable
-WAVE_SPAN, WAVE_SAMPLES = 50.0, 500  # the signal's time axis, as in the animation
 MODEL_CACHE_SIZE = 4
-DEFAULTS = {"max_new_tokens": 200, "temperature": 0.8, "top_k": 50, "top_p": 1.0, "seed": 0}
+# The page's starting values: the commands' sampling defaults (sampling.py), top-p off, seed 0.
+DEFAULTS = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, "temperature": DEFAULT_TEMPERATURE, "top_k": DEFAULT_TOP_K,
+            "top_p": 1.0, "seed": 0}
 
 CLASSIC_NOTE = ("This is a classic GPT checkpoint: its tokens are lookup vectors, not wave packets, "
                 "so there are no waves to draw.")
@@ -305,7 +308,6 @@ class WaveApp:
     def animate(self, settings: dict[str, Any] | None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[Path, str]:
         """Render the last generation as an MP4; returns its path and a one-line summary."""
-        from .animation import render_animation
 
         if not settings:
             raise _refusal("Generate some text first: the animation replays the last generation's settings.")
@@ -342,9 +344,9 @@ class WaveApp:
 
 
 def animation_available() -> bool:
-    """True when wavegpt.animation imports and has render_animation (it may be absent)."""
+    """True when wavegpt.viz.animation imports and has render_animation (it may be absent)."""
     try:
-        module = importlib.import_module("wavegpt.animation")
+        module = importlib.import_module("wavegpt.viz.animation")
     except Exception:  # missing or half-written: the button is left out, not broken
         return False
     return callable(getattr(module, "render_animation", None))
@@ -362,29 +364,6 @@ def build_app(checkpoint_dir: str | Path, device: str | torch.device = "cpu", de
     names = list(app.checkpoints)
     if default not in names:
         default = names[0] if names else None
-    vocab = app.max_vocab()
-    with_animation = animation_available()
-
-    def on_generate(name: str, prompt: str, n: float, temperature: float, top_k: float, top_p: float,
-                    seed: float) -> Iterator[tuple[str, dict[str, Any]]]:
-        settings = {"checkpoint": name, "prompt": prompt, "max_new_tokens": n, "temperature": temperature,
-                    "top_k": top_k, "top_p": top_p, "seed": seed}
-        for text in app.generate(name, prompt, n, temperature, top_k, top_p, seed):
-            yield text, settings
-
-    def on_waves_with_generate(name: str, prompt: str) -> tuple[Figure | None, str]:
-        try:
-            return app.waves(name, prompt)
-        except gr.Error as e:  # the generate event already shows this error; say it quietly here
-            return None, f"_{e.message}_"
-
-    def on_animate(settings: dict[str, Any] | None, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc="Rendering frames", unit="frames")
-
-        path, summary = app.animate(settings, report)
-        return str(path), summary
-
     with gr.Blocks(title="WaveGPT", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# WaveGPT\nSample text from a Wave-Native GPT checkpoint and look at the waves "
                     "its prompt is made of. The same checkpoint, prompt, seed and settings give the same text "
@@ -395,55 +374,98 @@ def build_app(checkpoint_dir: str | Path, device: str | torch.device = "cpu", de
                         "`wavegpt-train`, or start the app with `--checkpoint-dir FOLDER`.",
                         elem_id="no-checkpoints")
         last = gr.State(None)  # the settings of this page's last generation, for the animation
-        with gr.Row():
-            with gr.Column(scale=2):
-                checkpoint = gr.Dropdown(choices=app.labels(), value=default, label="Checkpoint",
-                                         allow_custom_value=False, interactive=True, elem_id="checkpoint",
-                                         info=f"Model folders in {app.root.resolve().name or app.root}/")
-                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="ROMEO:", elem_id="prompt")
-                max_new = gr.Slider(1, max_new_tokens, value=min(DEFAULTS["max_new_tokens"], max_new_tokens),
-                                    step=1, label="Max new tokens")
-                temperature = gr.Slider(0, MAX_TEMPERATURE, value=DEFAULTS["temperature"], step=0.05,
-                                        label="Temperature", info="0 is greedy; higher is more random")
-                top_k = gr.Slider(0, vocab, value=min(DEFAULTS["top_k"], vocab), step=1, label="Top-k",
-                                  info="sample among the k likeliest tokens; 0 turns it off")
-                top_p = gr.Slider(MIN_TOP_P, 1, value=DEFAULTS["top_p"], step=0.05, label="Top-p",
-                                  info="nucleus sampling; 1 turns it off")
-                with gr.Row():
-                    seed = gr.Number(value=DEFAULTS["seed"], precision=0, minimum=0, maximum=MAX_SEED,
-                                     label="Seed", info="same seed, same text", scale=3)
-                    new_seed = gr.Button("New seed", scale=1)
-                with gr.Row():
-                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-            with gr.Column(scale=3):
-                output = gr.Textbox(label="Generated text (continues the prompt)", lines=14, max_lines=30,
-                                    interactive=False, elem_id="output")
-        with gr.Column(variant="panel"):
-            gr.Markdown(WAVES_HELP)
-            waves_btn = gr.Button("Show waves", elem_id="show-waves")
-            waves_note = gr.Markdown()
-            waves_plot = gr.Plot(label="Wave packets and phases of the prompt's tokens", format="png",
-                                 elem_id="waves-plot")
-        if with_animation:
-            with gr.Column(variant="panel"):
-                gr.Markdown(ANIMATION_HELP)
-                animate_btn = gr.Button("Render animation", elem_id="render-animation")
-                video = gr.Video(label="Animation of the last generation (MP4)", interactive=False)
-                animation_note = gr.Markdown()
-            animate_btn.click(on_animate, inputs=last, outputs=[video, animation_note], api_name="animate",
-                              concurrency_limit=1)
-
-        inputs = [checkpoint, prompt, max_new, temperature, top_k, top_p, seed]
-        # preprocess=False: WaveApp's checks see each request's raw values, so a wrong type sent to the API
-        # gets their one sentence, not a component's conversion error and a traceback in the log.
-        generation = generate_btn.click(on_generate, inputs=inputs, outputs=[output, last], api_name="generate",
-                                        preprocess=False)
-        generate_btn.click(on_waves_with_generate, inputs=[checkpoint, prompt], outputs=[waves_plot, waves_note],
-                           api_name="waves_on_generate", preprocess=False)
-        stop_btn.click(None, cancels=[generation])
-        waves_btn.click(app.waves, inputs=[checkpoint, prompt], outputs=[waves_plot, waves_note], api_name="waves",
-                        preprocess=False)
-        new_seed.click(random_seed, outputs=seed, queue=False, api_name="new_seed")
+        controls = _sampling_controls(app, default, max_new_tokens)
+        _waves_section(app, controls)
+        if animation_available():
+            _animation_section(app, last)
+        _generation_events(app, controls, last)
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     return demo
+
+
+def _sampling_controls(app: WaveApp, default: str | None, max_new_tokens: int) -> dict[str, Any]:
+    """The checkpoint picker, prompt, sampling sliders, seed, buttons and the output box, by name."""
+    vocab = app.max_vocab()
+    c: dict[str, Any] = {}
+    with gr.Row():
+        with gr.Column(scale=2):
+            c["checkpoint"] = gr.Dropdown(choices=app.labels(), value=default, label="Checkpoint",
+                                          allow_custom_value=False, interactive=True, elem_id="checkpoint",
+                                          info=f"Model folders in {app.root.resolve().name or app.root}/")
+            c["prompt"] = gr.Textbox(label="Prompt", lines=3, placeholder="ROMEO:", elem_id="prompt")
+            c["max_new"] = gr.Slider(1, max_new_tokens, value=min(DEFAULTS["max_new_tokens"], max_new_tokens),
+                                     step=1, label="Max new tokens")
+            c["temperature"] = gr.Slider(0, MAX_TEMPERATURE, value=DEFAULTS["temperature"], step=0.05,
+                                         label="Temperature", info="0 is greedy; higher is more random")
+            c["top_k"] = gr.Slider(0, vocab, value=min(DEFAULTS["top_k"], vocab), step=1, label="Top-k",
+                                   info="sample among the k likeliest tokens; 0 turns it off")
+            c["top_p"] = gr.Slider(MIN_TOP_P, 1, value=DEFAULTS["top_p"], step=0.05, label="Top-p",
+                                   info="nucleus sampling; 1 turns it off")
+            with gr.Row():
+                c["seed"] = gr.Number(value=DEFAULTS["seed"], precision=0, minimum=0, maximum=MAX_SEED,
+                                      label="Seed", info="same seed, same text", scale=3)
+                c["new_seed"] = gr.Button("New seed", scale=1)
+            with gr.Row():
+                c["generate"] = gr.Button("Generate", variant="primary", elem_id="generate")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Column(scale=3):
+            c["output"] = gr.Textbox(label="Generated text (continues the prompt)", lines=14, max_lines=30,
+                                     interactive=False, elem_id="output")
+    return c
+
+
+def _waves_section(app: WaveApp, c: dict[str, Any]) -> None:
+    """The prompt's waves (drawn on Show waves, and on every Generate: see _generation_events)."""
+    with gr.Column(variant="panel"):
+        gr.Markdown(WAVES_HELP)
+        c["waves_btn"] = gr.Button("Show waves", elem_id="show-waves")
+        c["waves_note"] = gr.Markdown()
+        c["waves_plot"] = gr.Plot(label="Wave packets and phases of the prompt's tokens", format="png",
+                                  elem_id="waves-plot")
+
+
+def _animation_section(app: WaveApp, last: gr.State) -> None:
+    """Render animation: replays the page's last generation as an MP4."""
+    def on_animate(settings: dict[str, Any] | None, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="Rendering frames", unit="frames")
+
+        path, summary = app.animate(settings, report)
+        return str(path), summary
+
+    with gr.Column(variant="panel"):
+        gr.Markdown(ANIMATION_HELP)
+        animate_btn = gr.Button("Render animation", elem_id="render-animation")
+        video = gr.Video(label="Animation of the last generation (MP4)", interactive=False)
+        animation_note = gr.Markdown()
+    animate_btn.click(on_animate, inputs=last, outputs=[video, animation_note], api_name="animate",
+                      concurrency_limit=1)
+
+
+def _generation_events(app: WaveApp, c: dict[str, Any], last: gr.State) -> None:
+    """Generate streams into the output box, draws the prompt's waves and remembers its settings for the
+    animation; Stop cancels it; Show waves and New seed."""
+    def on_waves_with_generate(name: str, prompt: str) -> tuple[Figure | None, str]:
+        try:
+            return app.waves(name, prompt)
+        except gr.Error as e:  # the generate event already shows this error; say it quietly here
+            return None, f"_{e.message}_"
+
+    def on_generate(name: str, prompt: str, n: float, temperature: float, top_k: float, top_p: float,
+                    seed: float) -> Iterator[tuple[str, dict[str, Any]]]:
+        settings = {"checkpoint": name, "prompt": prompt, "max_new_tokens": n, "temperature": temperature,
+                    "top_k": top_k, "top_p": top_p, "seed": seed}
+        for text in app.generate(name, prompt, n, temperature, top_k, top_p, seed):
+            yield text, settings
+
+    inputs = [c[k] for k in ("checkpoint", "prompt", "max_new", "temperature", "top_k", "top_p", "seed")]
+    # preprocess=False: WaveApp's checks see each request's raw values, so a wrong type sent to the API
+    # gets their one sentence, not a component's conversion error and a traceback in the log.
+    generation = c["generate"].click(on_generate, inputs=inputs, outputs=[c["output"], last], api_name="generate",
+                                     preprocess=False)
+    waves_in, waves_out = [c["checkpoint"], c["prompt"]], [c["waves_plot"], c["waves_note"]]
+    c["generate"].click(on_waves_with_generate, inputs=waves_in, outputs=waves_out, api_name="waves_on_generate",
+                        preprocess=False)
+    c["stop"].click(None, cancels=[generation])
+    c["waves_btn"].click(app.waves, inputs=waves_in, outputs=waves_out, api_name="waves", preprocess=False)
+    c["new_seed"].click(random_seed, outputs=c["seed"], queue=False, api_name="new_seed")

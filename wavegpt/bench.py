@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig, parse_field_values
-from .hub import machine_description
+from .ownership import check_names_free, is_bench_file
+from .provenance import machine_description
+from .viz.curves import read_metrics
 
 # Named rows that are a preset plus config fields (a row may also be written out in full as
 # "preset+field=value+field=value").
@@ -187,7 +189,6 @@ def plot_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import read_metrics
 
     colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(r["preset"] for r in rows)}
     paths = []
@@ -231,7 +232,6 @@ def plot_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out:
 def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
     args.validate()
     out = Path(args.out)
-    from .ownership import check_names_free, is_bench_file
 
     check_names_free(out, ["results.json", "results.md", "val_curves.png", "final_nats_per_char.png",
                            "tokens_per_s.png"], ours=is_bench_file)  # replaces only its own results
@@ -259,7 +259,7 @@ def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
     best_wave = next((r for r in rows if not r["preset"].startswith("classic")), None)
     if best_wave is not None:
         try:
-            from .plots import plot_wave_model
+            from .viz.wave_plots import plot_wave_model
         except ImportError:
             plot_wave_model = None
         if plot_wave_model is not None:

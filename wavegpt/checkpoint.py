@@ -2,7 +2,9 @@
 
 Every write goes to a temporary sibling folder that is renamed into place only when it is
 complete, so a crash mid-save never leaves a half-written checkpoint; loading reads plain
-tensors with safetensors, so a checkpoint cannot run code.
+tensors with safetensors, so a checkpoint cannot run code. This module knows the folder
+format, not the model class: `WaveGPT.from_pretrained` / `save_pretrained` (model/gpt.py) are
+built on it, and a model here is anything with `config`, `state_dict()` and `tied_weight_names`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, WaveGPTConfig
-from .model.gpt import WaveGPT
+from .hub import HubError, download, is_repo_id
 from .ownership import CARRIED_FILES, MODEL_FILES, check_model_target, is_model_folder, replaceable_model_folder
 from .tokenizer import WaveTokenizer
 
@@ -98,16 +100,20 @@ def model_folder_writer(folder: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def restore_backup(folder: Path, is_ours: Callable[[Path], bool]) -> None:
+    """Undo a save killed between atomic_folder's two renames: `<folder>.old` with no `<folder>` is put back,
+    when `is_ours` recognises it as wavegpt's own backup (a model folder, a classifier checkpoint)."""
+    old = folder.with_name(folder.name + ".old")
+    if not os.path.lexists(folder) and old.is_dir() and not old.is_symlink() and is_ours(old):
+        os.replace(old, folder)
+
+
 def resolve_checkpoint(folder: str | Path) -> Path:
     """The folder that holds model.safetensors: the folder itself, or inside a training run
     folder its `best/` then `checkpoint/` model; restores an interrupted swap. A Hub repo id
     (`org/name`) that is not a local path is downloaded (or found in the Hub cache)."""
     folder = Path(folder)
-    old = folder.with_name(folder.name + ".old")
-    if not os.path.lexists(folder) and old.is_dir() and not old.is_symlink() and is_model_folder(old):
-        os.replace(old, folder)  # only wavegpt's own backup of a model folder is put back
-    from .hub import HubError, download, is_repo_id
-
+    restore_backup(folder, is_model_folder)
     if not folder.exists() and is_repo_id(folder):  # "org/name": a model on the Hugging Face Hub
         try:
             folder = download(str(folder))
@@ -124,7 +130,7 @@ def resolve_checkpoint(folder: str | Path) -> Path:
     raise CheckpointError(f"{folder} is not a wavegpt checkpoint (no {CONFIG_NAME} or {WEIGHTS_NAME} in it).")
 
 
-def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = None,
+def write_model_files(model: torch.nn.Module, folder: Path, dtype: torch.dtype | None = None,
                       state: dict[str, torch.Tensor] | None = None) -> None:
     """Write config.json and model.safetensors into an existing folder (tied weights once). `state`: the
     weights to write instead of model.state_dict() (the trainer's full state dict of a sharded model)."""
@@ -138,7 +144,7 @@ def write_model_files(model: WaveGPT, folder: Path, dtype: torch.dtype | None = 
     (folder / CONFIG_NAME).write_text(model.config.to_json() + "\n", encoding="utf-8")
 
 
-def save_model(model: WaveGPT, folder: str | Path, dtype: torch.dtype | None = None,
+def save_model(model: torch.nn.Module, folder: str | Path, dtype: torch.dtype | None = None,
                tokenizer: WaveTokenizer | str | Path | None = None) -> None:
     """save_pretrained: write the whole model folder atomically; with a tokenizer (or the path of
     its tokenizer.json) also tokenizer.json, tokenizer_config.json and generation_config.json."""
@@ -151,7 +157,11 @@ def save_model(model: WaveGPT, folder: str | Path, dtype: torch.dtype | None = N
 
 
 def load_config(folder: str | Path) -> WaveGPTConfig:
-    folder = resolve_checkpoint(folder)
+    return read_config(resolve_checkpoint(folder))
+
+
+def read_config(folder: Path) -> WaveGPTConfig:
+    """The config of a resolved model folder (see resolve_checkpoint)."""
     try:
         return WaveGPTConfig.from_json(folder / CONFIG_NAME)
     except ConfigError as e:
@@ -165,10 +175,10 @@ def _upgrade_legacy_tensors(tensors: dict[str, torch.Tensor],
             for k, v in tensors.items()}
 
 
-def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> WaveGPT:
-    """from_pretrained: build the model from config.json and fill it from model.safetensors."""
-    folder = resolve_checkpoint(folder)
-    config = load_config(folder)
+def read_weights(folder: Path, expected: dict[str, torch.Tensor],
+                 map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The float32 tensors of a resolved model folder, checked against the state dict a model built from its
+    config expects (tied names left out): every tensor present, none extra, every shape equal."""
     path = folder / WEIGHTS_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.")
@@ -176,10 +186,6 @@ def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> 
         tensors = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
-    model = WaveGPT(config)
-    expected = model.state_dict()
-    for name in model.tied_weight_names:
-        expected.pop(name)
     tensors = _upgrade_legacy_tensors(tensors, expected)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -193,5 +199,4 @@ def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> 
                 f"Tensor {name} in {path} has shape {tuple(tensor.shape)} but config.json needs "
                 f"{tuple(expected[name].shape)}."
             )
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-    return model.to(map_location)
+    return {k: v.float() for k, v in tensors.items()}

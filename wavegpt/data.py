@@ -26,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from .extras import MissingExtraError, require
 from .tokenizer import WaveTokenizer
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -37,7 +38,6 @@ FINEWEB_TOKENS = {"fineweb_small": 1_000_000, "fineweb": 10_000_000, "fineweb_la
 # A local parquet file with a `text` column that the FineWeb datasets read instead of the Hub (offline runs,
 # tests, a mirror); the token budget and the rest of the pipeline stay the same.
 FINEWEB_SOURCE_ENV = "WAVEGPT_FINEWEB_SOURCE"
-DATASETS = ("shakespeare", *FINEWEB_TOKENS)
 VAL_FRACTION = 0.1
 TOKENIZER_SAMPLE_BYTES = 2_000_000  # FineWeb's tokenizer learns from this much of the first documents
 CACHE_FORMAT = 1  # part of every cache key: bump it when tokenization or the layout changes
@@ -202,7 +202,6 @@ def read_text_source(path: str | Path) -> str:
 
 def _documents(source: str | Path | None) -> Iterator[str]:
     """FineWeb-Edu's `text` column streamed from the Hub, or from a local parquet file with that column."""
-    from .extras import MissingExtraError, require
 
     try:
         require("fineweb", "FineWeb-Edu data")
@@ -421,19 +420,36 @@ def prepare_corpus(dataset: str | None, data_path: str | None, vocab_size: int, 
         return _cached_corpus(cache_dir, path.resolve().name, digest.hexdigest(), vocab_size, tokenizer,
                               lambda folder: _build_text(folder, path.resolve().name, _join_text(path, files),
                                                          vocab_size, tokenizer))
-    if dataset == "shakespeare":
-        text_file = ensure_shakespeare(cache_dir)
-        return _cached_corpus(cache_dir, dataset, SHAKESPEARE_SHA256, vocab_size, tokenizer,
-                              lambda folder: _build_text(folder, dataset, read_text_source(text_file),
-                                                         vocab_size, tokenizer))
-    if dataset in FINEWEB_TOKENS:
-        source = os.environ.get(FINEWEB_SOURCE_ENV) or None
-        if source is not None and not Path(source).expanduser().is_file():
-            raise DataError(f"{FINEWEB_SOURCE_ENV}={source} is not a file; name a parquet file with a 'text' "
-                            "column, or unset it to stream FineWeb-Edu from the Hub.")
-        return prepare_fineweb(dataset, vocab_size, cache_dir, tokenizer,
-                               source=None if source is None else Path(source).expanduser())
-    raise DataError(f"Unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
+    if dataset not in SOURCES:
+        raise DataError(f"Unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
+    return SOURCES[dataset](dataset, vocab_size, cache_dir, tokenizer)
+
+
+# --- the named datasets: one source each (adding a dataset: a function and a line in SOURCES) --------------
+
+
+def _shakespeare(name: str, vocab_size: int, cache_dir: Path, tokenizer: WaveTokenizer | None) -> Corpus:
+    """TinyShakespeare, downloaded once and checked against its sha256."""
+    text_file = ensure_shakespeare(cache_dir)
+    return _cached_corpus(cache_dir, name, SHAKESPEARE_SHA256, vocab_size, tokenizer,
+                          lambda folder: _build_text(folder, name, read_text_source(text_file), vocab_size, tokenizer))
+
+
+def _fineweb(name: str, vocab_size: int, cache_dir: Path, tokenizer: WaveTokenizer | None) -> Corpus:
+    """FineWeb-Edu up to the dataset's token budget, streamed from the Hub or from $WAVEGPT_FINEWEB_SOURCE."""
+    source = os.environ.get(FINEWEB_SOURCE_ENV) or None
+    if source is not None and not Path(source).expanduser().is_file():
+        raise DataError(f"{FINEWEB_SOURCE_ENV}={source} is not a file; name a parquet file with a 'text' "
+                        "column, or unset it to stream FineWeb-Edu from the Hub.")
+    return prepare_fineweb(name, vocab_size, cache_dir, tokenizer,
+                           source=None if source is None else Path(source).expanduser())
+
+
+SOURCES: dict[str, Callable[[str, int, Path, WaveTokenizer | None], Corpus]] = {
+    "shakespeare": _shakespeare,
+    **{name: _fineweb for name in FINEWEB_TOKENS},
+}
+DATASETS = tuple(SOURCES)
 
 
 def check_corpus_fits(corpus: Corpus, block_size: int) -> None:

@@ -1,5 +1,9 @@
-"""Held-out figures of a checkpoint on a corpus, without training: nats/token, nats/char,
-perplexity and bits per byte.
+"""Held-out figures of a model on a corpus: training's figure (`evaluate`, the run's val loss) and
+wavegpt-eval's (`evaluate_split`: nats/token, nats/char, perplexity and bits per byte).
+
+`evaluate` scores `eval_batches` batches of the non-overlapping windows, spread evenly over the split
+and shared across Accelerate's processes (a float32 mean per batch, reduced over the processes).
+`evaluate_split` scores them all, in float64, in one process.
 
 Two ways to cut the split into windows of the model's context:
 - non-overlapping (the default): the windows training's evaluation uses, all of them, so the
@@ -18,8 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
 
-from .data import Corpus
+from .args import TrainArgs
+from .data import Corpus, iter_eval_batches
 from .model.gpt import WaveGPT
 
 
@@ -105,3 +111,32 @@ def evaluate_split(model: WaveGPT, corpus: Corpus, split: str = "val", stride: i
     return EvalResult(split=split, tokens=len(tokens), chars=chars, bytes=n_bytes, scored=scored, windows=len(spans),
                       stride=stride, nats_per_token=per_token, nats_per_char=per_token * len(tokens) / chars,
                       perplexity=math.exp(per_token), bits_per_byte=per_token * len(tokens) / n_bytes / math.log(2))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, corpus: Corpus, *, block_size: int, batch_size: int = TrainArgs.batch_size,
+             eval_batches: int = TrainArgs.eval_batches, accelerator: Accelerator | None = None) -> dict[str, float]:
+    """Mean held-out loss over `eval_batches` evenly spaced batches of `batch_size` validation windows of
+    `block_size` tokens, shared across the accelerator's processes (None: one CPU process)."""
+    if accelerator is None:
+        accelerator = Accelerator(cpu=True)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device)  # summed nats, token count
+    batches = list(iter_eval_batches(corpus.val, batch_size, block_size, eval_batches))
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    # Every process runs the same number of forward passes (sharded models gather weights in each one):
+    # a process whose share runs out repeats its last batch with weight 0.
+    for j in range(-(-len(batches) // processes)):
+        i = j * processes + rank
+        x, y = batches[min(i, len(batches) - 1)]
+        x, y = x.to(accelerator.device), y.to(accelerator.device)
+        with accelerator.autocast():
+            _, loss = model(x, y)
+        weight = 1.0 if i < len(batches) else 0.0
+        total += weight * torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()), device=total.device)])
+    total = accelerator.reduce(total, reduction="sum")
+    model.train(was_training)
+    nats_token = (total[0] / total[1]).item()
+    chars_per_token = corpus.val_chars / len(corpus.val)
+    return {"val_nats_per_token": nats_token, "val_nats_per_char": nats_token / chars_per_token}

@@ -20,6 +20,18 @@ from typing import Any
 
 import torch
 
+from .card import CARD_NAME, build_model_card, ensure_card
+from .checkpoint import model_folder_writer, resolve_checkpoint, write_model_files
+from .data import DATASETS, check_corpus_fits, default_cache_dir, iter_eval_batches, prepare_corpus
+from .evaluation import evaluate
+from .extras import require
+from .generation import check_tokenizer_matches
+from .hub import push
+from .model.gpt import WaveGPT
+from .onnx_export import ONNX_NAME, export_onnx, max_difference
+from .ownership import check_model_target
+from .tokenizer import WaveTokenizer
+
 FORMATS = ("safetensors", "onnx")
 DTYPES = ("float32", "float16", "bfloat16")
 ONNX_TOLERANCE = 1e-4  # largest absolute logit difference onnxruntime may show against torch
@@ -45,7 +57,6 @@ class ExportResult:
 def find_corpus(run: dict[str, Any], config_data: Any, tokenizer, block_size: int, *, dataset: str | None = None,
                 data: str | None = None, cache_dir: str | Path | None = None):
     """The corpus to evaluate on (see the module docstring), or None."""
-    from .data import DATASETS, check_corpus_fits, default_cache_dir, prepare_corpus
 
     if dataset is None and data is None:
         dataset, data = run.get("dataset"), run.get("data")
@@ -66,9 +77,6 @@ def write_safetensors(source: Path, model, tokenizer, corpus, run: dict[str, Any
     corpus) and the tokenizer into `tmp`, plus a model card unless `card` is false; returns the figures."""
     from accelerate import Accelerator
 
-    from .checkpoint import load_model, write_model_files
-    from .hub import CARD_NAME, build_model_card
-    from .trainer import evaluate
 
     weights_dtype = getattr(torch, dtype)
     figures: dict[str, Any] = {}
@@ -76,7 +84,7 @@ def write_safetensors(source: Path, model, tokenizer, corpus, run: dict[str, Any
         sizes = dict(block_size=model.config.block_size, batch_size=batch_size, eval_batches=eval_batches,
                      accelerator=Accelerator(cpu=True))
         full = evaluate(model, corpus, **sizes)
-        exported = load_model(source)
+        exported = WaveGPT.from_resolved(source)
         exported.load_state_dict({k: v.to(weights_dtype).float() for k, v in model.state_dict().items()})
         figures = {"float32": full, dtype: evaluate(exported, corpus, **sizes)}
         model.config.extra = {**model.config.extra, "export": {"dtype": dtype, **figures}}
@@ -90,8 +98,6 @@ def write_safetensors(source: Path, model, tokenizer, corpus, run: dict[str, Any
 def write_onnx(model, tokenizer, corpus, tmp: Path, out: Path) -> dict[str, Any]:
     """model.onnx, config.json and the tokenizer into `tmp`, after checking onnxruntime's logits against
     torch's (ValueError past ONNX_TOLERANCE); returns the check."""
-    from .data import iter_eval_batches
-    from .onnx_export import ONNX_NAME, export_onnx, max_difference
 
     block = model.config.block_size
     path = export_onnx(model, tmp / ONNX_NAME)
@@ -123,23 +129,16 @@ def export_run(source: str | Path, out: str | Path, *, format: str = "safetensor
     README.md) or "onnx" (float32, checked against torch). Raises CheckpointError, DataError, ValueError
     (MissingExtraError, OwnershipError...) or OSError with a one-sentence message; nothing is written
     then."""
-    from .checkpoint import load_model, model_folder_writer, resolve_checkpoint
-    from .generation import check_tokenizer_matches
-    from .hub import CARD_NAME
-    from .ownership import check_model_target
-    from .tokenizer import WaveTokenizer
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}.")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}.")
     if format == "onnx":
-        from .extras import require
-
         require("onnx", "wavegpt-export --format onnx")
     folder = resolve_checkpoint(source)
     check_model_target(Path(out))  # before the slow evaluation: never a file, a run, or another's model
-    model = load_model(folder)
+    model = WaveGPT.from_resolved(folder)
     tokenizer = WaveTokenizer.load(folder)
     check_tokenizer_matches(tokenizer, model, folder / "tokenizer.json", folder)  # never ship a mismatched pair
     run_json = Path(source) / "run.json"
@@ -155,7 +154,6 @@ def export_run(source: str | Path, out: str | Path, *, format: str = "safetensor
                                         card=not (Path(out) / CARD_NAME).exists(),  # an existing card is kept
                                         repo_id=push_to_hub)
     if push_to_hub:
-        from .hub import push
-
+        ensure_card(out, push_to_hub)
         details["pushed"] = push(out, push_to_hub, private=private or None)
     return ExportResult(source=folder, out=out, details=details, evaluated=corpus is not None)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import TOKENIZER_NAME, WEIGHTS_NAME, CheckpointError, load_model, resolve_checkpoint
+from .checkpoint import TOKENIZER_NAME, WEIGHTS_NAME, CheckpointError, resolve_checkpoint
 from .model.gpt import WaveGPT
 from .sampling import MAX_NEW_TOKENS, MAX_SAMPLES, SamplingSettings, sample_steps
 from .tokenizer import WaveTokenizer
@@ -85,12 +85,19 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def load_for_generation(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[WaveGPT, WaveTokenizer]:
     """Model (in eval mode, on `device`) and the tokenizer it was trained with."""
     dev = resolve_device(device)
-    folder = resolve_checkpoint(checkpoint)
-    # A training run keeps tokenizer.json both in its model folders and at its top.
-    tok_path = next((p for p in (folder / TOKENIZER_NAME, Path(checkpoint) / TOKENIZER_NAME) if p.is_file()), None)
+    return load_resolved(resolve_checkpoint(checkpoint), dev, checkpoint)
+
+
+def load_resolved(folder: Path, device: str | torch.device = "cpu",
+                  given: str | Path | None = None) -> tuple[WaveGPT, WaveTokenizer]:
+    """load_for_generation of a folder resolve_checkpoint already found (`given`: the folder as named, whose
+    tokenizer.json is the fallback: a training run keeps one both in its model folders and at its top)."""
+    dev = resolve_device(device)
+    candidates = [folder / TOKENIZER_NAME] + ([Path(given) / TOKENIZER_NAME] if given is not None else [])
+    tok_path = next((p for p in candidates if p.is_file()), None)
     if tok_path is None:
         raise CheckpointError(f"{folder} has no {TOKENIZER_NAME}, so its token ids cannot be turned into text.")
-    model = load_model(folder, map_location=dev)
+    model = WaveGPT.from_resolved(folder, map_location=dev)
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise CheckpointError(f"The weights in {folder} hold NaN or infinite values (the training run diverged).")
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .extras import require
 from .model.gpt import WaveGPT
 
 ONNX_NAME = "model.onnx"
@@ -35,7 +36,6 @@ class _Logits(torch.nn.Module):
 
 def export_onnx(model: WaveGPT, path: str | Path) -> Path:
     """Write the float32 logits graph of `model` (on the CPU, in eval mode) to `path`, one file."""
-    from .extras import require
 
     require("onnx", "ONNX export")
     path = Path(path)

@@ -17,8 +17,10 @@ The marks:
   metadata says `"library": "wavegpt"`, and a `config.json` holding a wavegpt config. Such a
   folder is replaced atomically when it holds nothing but model files (and a model card,
   which is carried over); otherwise each file is written beside the others.
-- Temporary names (`.<name>.tmp-*`) and backups (`<name>.old`) are only ever created by
-  wavegpt next to its own folders.
+- A classifier folder (`wavegpt-classify --out`) holds CLASSIFY_MARKER; only its own outputs
+  are written there.
+- Temporary names (`.<name>.tmp-*`, and `write_file_atomic`'s `.<stem>.*.tmp`) and backups
+  (`<name>.old`) are only ever created by wavegpt next to its own files and folders.
 
 RunLock: an advisory `flock` on RUN_LOCK inside the run folder, held for the whole run by
 the main process. A second process refuses in one sentence. The kernel drops the lock when
@@ -31,6 +33,8 @@ import errno
 import json
 import os
 import socket
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 try:  # POSIX; on Windows the lock falls back to msvcrt
@@ -40,6 +44,7 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
 
 RUN_MARKER = ".wavegpt-run"
 RUN_LOCK = ".wavegpt-run.lock"
+CLASSIFY_MARKER = ".wavegpt-classify"  # a folder wavegpt-classify wrote (its --out): only such folders are replaced
 RUN_ENTRIES = (
     # What a training run writes into its folder. Anything else in a run folder is the user's.
     "checkpoint", "best", "metrics.jsonl", "run.json", "tokenizer.json", "learning_curve.png",
@@ -298,3 +303,20 @@ def is_bench_file(path: Path) -> bool:
             return False
         return isinstance(data, dict) and {"machine", "summary", "runs"} <= set(data)
     return text.startswith("Budget per run: ")
+
+
+def write_file_atomic(path: Path, write: Callable[[str], object], suffix: str = ".tmp") -> None:
+    """`write(tmp)` fills a temporary sibling (`.<stem>.*<suffix>`), renamed over `path` only once complete,
+    so no reader ever sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

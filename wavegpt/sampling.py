@@ -26,10 +26,17 @@ from typing import Any
 
 import torch
 
-from .model.attention import MixerWeights
-from .model.gpt import DecodeCache, WaveGPT
-from .tokenizer import DEFAULT_TEMPERATURE
+from .model.cache import DecodeCache, MixerWeights
 
+# The model is any WaveGPT-like module (model(idx, cache=, last_only=, weights_of=), model.config): this
+# module sits below model/gpt.py, whose generate() runs sample_steps, so it names no model class.
+Model = torch.nn.Module
+
+# The sampling defaults, here once: SamplingSettings', and the commands' and the app's, which also turn top-k
+# on (it cuts the long tail of rare tokens that makes small models ramble); generation_config.json says the same.
+DEFAULT_MAX_NEW_TOKENS = 200
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 50
 MAX_NEW_TOKENS = 10_000  # per sample; a bigger request is almost surely a typo (and hours on a CPU)
 MAX_SAMPLES = 64
 
@@ -50,7 +57,7 @@ class SamplingSettings:
     seed None draws a fresh seed when sampling starts. `replace(**changes)` gives checked copies.
     """
 
-    max_new_tokens: int = 200
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = DEFAULT_TEMPERATURE
     top_k: int | None = None
     top_p: float | None = None
@@ -171,7 +178,7 @@ def next_token(
 
 @torch.no_grad()
 def sample_steps(
-    model: WaveGPT,
+    model: Model,
     idx: torch.Tensor,
     settings: SamplingSettings,
     generator: torch.Generator | list[torch.Generator] | None = None,
@@ -225,7 +232,7 @@ def sample_steps(
 
 
 def sample_tokens(
-    model: WaveGPT,
+    model: Model,
     idx: torch.Tensor,
     max_new_tokens: int | None = None,
     *,

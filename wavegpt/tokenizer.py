@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .ownership import write_file_atomic
+from .sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+
 EOT = "<|endoftext|>"
 TOKENIZER_NAME = "tokenizer.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
-# The sampling defaults of wavegpt-generate, also written to generation_config.json for other tools.
-DEFAULT_TEMPERATURE = 0.8
-DEFAULT_TOP_K = 50  # cuts the long tail of rare tokens that makes small models ramble
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
@@ -84,18 +82,18 @@ class WaveTokenizer:
         path = Path(path)
         if path.suffix != ".json":
             path = path / TOKENIZER_NAME
-        _write_atomic(path, self._tok.save)
+        write_file_atomic(path, self._tok.save)
         return path
 
     def save_pretrained(self, folder: str | Path, model_max_length: int | None = None) -> None:
         """tokenizer.json plus the two files transformers reads beside it: tokenizer_config.json (so
         `AutoTokenizer.from_pretrained(folder)` knows the end-of-text token) and generation_config.json
-        (end-of-text as eos/pad, and wavegpt-generate's sampling defaults)."""
+        (end-of-text as eos/pad, and the commands' sampling defaults from sampling.py)."""
         folder = Path(folder)
         self.save(folder / TOKENIZER_NAME)
         for name, data in ((TOKENIZER_CONFIG_NAME, self.tokenizer_config(model_max_length)),
                            (GENERATION_CONFIG_NAME, self.generation_config())):
-            _write_atomic(folder / name, lambda tmp, data=data: Path(tmp).write_text(
+            write_file_atomic(folder / name, lambda tmp, data=data: Path(tmp).write_text(
                 json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
 
     def tokenizer_config(self, model_max_length: int | None = None) -> dict[str, Any]:
@@ -127,19 +125,3 @@ class WaveTokenizer:
             reason = " ".join(str(e).split())[:200]
             raise ValueError(f"{file} is not a readable tokenizer file ({reason}).") from None
         return cls(tok)
-
-
-def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """`write(tmp)` fills a temporary sibling, renamed over `path` only once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

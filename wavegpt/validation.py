@@ -2,9 +2,9 @@
 
 Every check ends in one sentence naming the value and what is allowed (an `InputError`, a
 ValueError, which each command turns into `error: ...` and exit status 2). The training
-flags are checked here; config.json fields by `WaveGPTConfig.validate` (each field against
-its annotated type, then the ranges); sampling values by `sampling.SamplingSettings`;
-app inputs by `app.WaveApp`; the checkpoint environment variable by
+flags are checked here (TrainArgs checks its values when made); config.json fields by
+`WaveGPTConfig.validate` (each field against its annotated type, then the ranges); sampling values
+by `sampling.SamplingSettings`; app inputs by `app.WaveApp`; the checkpoint environment variable by
 `generation.default_checkpoint`; paths by `check_output_folder` below.
 """
 
@@ -28,17 +28,16 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _refuse(name: str, value: Any, allowed: str) -> None:
+    raise InputError(f"{_flag(name)} must be {allowed}, not {value!r}.")
+
+
 def whole(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """An int (not a bool) within [low, high]; else an InputError naming the flag."""
     if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) \
             or (high is not None and value > high):
-        if low is not None and high is not None:
-            allowed = f"a whole number from {low} to {high}"
-        elif low is not None:
-            allowed = f"a whole number of at least {low}"
-        else:
-            allowed = "a whole number"
-        raise InputError(f"{_flag(name)} must be {allowed}, not {value!r}.")
+        allowed = (f"from {low} to {high}" if high is not None else f"of at least {low}") if low is not None else ""
+        _refuse(name, value, f"a whole number {allowed}".rstrip())
     return value
 
 
@@ -50,19 +49,23 @@ def real(value: Any, name: str, low: float | None = None, high: float | None = N
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value <= high
+    if not ok and low is None:
+        _refuse(name, value, "a finite number")
     if not ok:
-        if low is not None and high is not None:
-            allowed = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
-        elif low is not None:
-            allowed = f"a number {'above' if low_open else 'of at least'} {low:g}"
-        else:
-            allowed = "a finite number"
-        raise InputError(f"{_flag(name)} must be {allowed}, not {value!r}.")
+        bracket, words = ("(", "above") if low_open else ("[", "of at least")
+        _refuse(name, value, f"a number in {bracket}{low:g}, {high:g}]" if high is not None else
+                f"a number {words} {low:g}")
     return float(value)
 
 
 def check_train_args(args: Any) -> None:
     """The training arguments (a TrainArgs), checked before the run touches a file."""
+    check_train_values(args)
+    check_output_folder(args.out, "--out")
+
+
+def check_train_values(args: Any) -> None:
+    """The training arguments' values, without looking at the file system (TrainArgs runs it when made)."""
     whole(args.max_steps, "max_steps", 1)
     if args.stop_at is not None:
         whole(args.stop_at, "stop_at", 1)
@@ -91,7 +94,6 @@ def check_train_args(args: Any) -> None:
         raise InputError("--resume and --overwrite contradict each other; pass one of them.")
     if not isinstance(args.overrides, dict):
         raise InputError(f"overrides must be a dict of config fields, not {type(args.overrides).__name__}.")
-    check_output_folder(args.out, "--out")
 
 
 def check_output_folder(folder: str | os.PathLike[str], what: str) -> Path:

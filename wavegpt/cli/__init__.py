@@ -9,6 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import generation
+from ..data import DataError, DataWarning
+from ..sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, SamplingSettings
+
 ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 INTERRUPTED = "\nerror: interrupted."
 
@@ -16,7 +20,6 @@ INTERRUPTED = "\nerror: interrupted."
 def command_errors() -> tuple[type[BaseException], ...]:
     """The errors every command reports as `error: <sentence>` with exit status 2: ValueError (ConfigError,
     CheckpointError, MissingExtraError, OwnershipError, ClassifyError... are ValueErrors) and DataError."""
-    from ..data import DataError
 
     return (ValueError, DataError)
 
@@ -28,10 +31,18 @@ def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:
                         "default: the model shipped in checkpoints/ (or $WAVEGPT_CHECKPOINT)")
 
 
+def prompt_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The parser generate and animate start from: --checkpoint and --prompt."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_checkpoint_argument(p)
+    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
+    return p
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser, seed_default: int | None = None) -> None:
     """The sampling flags every sampling command shares (generate, animate): --temperature, --top-k,
     --top-p, --repetition-penalty, --seed. `sampling_settings` turns them into SamplingSettings."""
-    from ..tokenizer import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
     p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                    help=f"softmax temperature; 0 is greedy, higher is more random (default {DEFAULT_TEMPERATURE})")
@@ -54,7 +65,6 @@ def add_sampling_arguments(p: argparse.ArgumentParser, seed_default: int | None 
 def sampling_settings(args: argparse.Namespace, max_new_tokens: int, **fields):
     """SamplingSettings from the flags add_sampling_arguments added (top-k 0 means off), plus command-specific
     fields; a ValueError names the wrong value in one sentence."""
-    from ..sampling import SamplingSettings
 
     return SamplingSettings(max_new_tokens=max_new_tokens, temperature=args.temperature,
                             top_k=None if args.top_k == 0 else args.top_k, top_p=args.top_p,
@@ -63,7 +73,6 @@ def sampling_settings(args: argparse.Namespace, max_new_tokens: int, **fields):
 
 def checkpoint_or_shipped(given: str | None) -> str | Path:
     """The --checkpoint given, else the shipped model; ValueError with the reason when there is none."""
-    from .. import generation  # looked up at call time, so tests can swap default_checkpoint
 
     if given is not None:
         return given
@@ -78,7 +87,6 @@ def plain_warnings() -> None:
     under a warning (which reads like a traceback)."""
     import warnings
 
-    from ..data import DataWarning
 
     original = warnings.formatwarning
 

@@ -18,16 +18,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, run_command, sampling_settings
+from ..extras import require
+from ..generation import check_prompt_text, load_for_generation
+from ..viz.animation import (
+    MAX_FPS,
+    MAX_FRAMES_PER_TOKEN,
+    MAX_SIZE,
+    MAX_TOKENS,
+    MIN_FPS,
+    MIN_SIZE,
+    check_layer_head,
+    check_output,
+    check_render_args,
+    parse_size,
+    render_animation,
+)
+from . import add_sampling_arguments, checkpoint_or_shipped, prompt_parser, run_command, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..animation import MAX_FPS, MAX_FRAMES_PER_TOKEN, MAX_SIZE, MAX_TOKENS, MIN_FPS, MIN_SIZE
-
-    p = argparse.ArgumentParser(prog="wavegpt-animate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_argument(p)
-    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
+    p = prompt_parser("wavegpt-animate", __doc__)
     p.add_argument("--tokens", type=int, default=40, help=f"tokens to generate, 1 to {MAX_TOKENS} (default 40)")
     p.add_argument("--fps", type=int, default=8, help=f"video frames per second, {MIN_FPS} to {MAX_FPS} (default 8)")
     p.add_argument("--frames-per-token", type=int, default=1,
@@ -49,12 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
-    from ..extras import require
     args = build_parser().parse_args(argv)
     require("viz", "wavegpt-animate")
 
-    from ..animation import check_layer_head, check_output, check_render_args, parse_size, render_animation
-    from ..generation import check_prompt_text, load_for_generation
 
     # Everything that needs no model is checked before the (slow) checkpoint load.
     size = parse_size(args.size)
@@ -67,7 +74,6 @@ def run(argv: list[str] | None = None) -> None:
     check_layer_head(model, args.layer, args.head)
     with tqdm(total=args.tokens * args.frames_per_token, unit="frame", desc="rendering", file=sys.stderr,
               dynamic_ncols=True) as bar:
-
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 

@@ -13,12 +13,13 @@ import argparse
 import os
 from pathlib import Path
 
+from ..extras import require
+from ..generation import CHECKPOINT_ENV, shipped_folder
 from . import run_command
 
 
 def default_checkpoint_dir() -> Path:
     """$WAVEGPT_CHECKPOINT if set, else the folder the shipped model lives in."""
-    from ..generation import CHECKPOINT_ENV, shipped_folder
 
     if os.environ.get(CHECKPOINT_ENV):
         return Path(os.environ[CHECKPOINT_ENV])
@@ -65,14 +66,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     """Check the address, the folder and the [app] extra, then serve until Ctrl-C; one-sentence ValueErrors."""
-    from ..generation import CHECKPOINT_ENV
 
     host, port = server_address(args.host, args.port)
     folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir()
     if not args.checkpoint_dir and os.environ.get(CHECKPOINT_ENV) and not folder.is_dir():  # a typo, not a fallback
         raise ValueError(f"${CHECKPOINT_ENV} is set to {str(folder)!r}, which is not a folder; fix or unset it.")
 
-    from ..extras import require
 
     require("app", "wavegpt-app")
     from ..app import build_app

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..bench import BenchArgs, run_benchmark
 from ..config import PRESETS, SIZES
 from ..data import DATASETS
+from ..extras import require
 from . import run_command
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..bench import BenchArgs, run_benchmark
-    from ..extras import require
-
     d = BenchArgs()
     p = argparse.ArgumentParser(prog="wavegpt-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -19,7 +19,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..classify import VARIANTS, TrainSettings
+from ..classify import (
+    VARIANTS,
+    ClassifyError,
+    TrainSettings,
+    evaluate_checkpoint,
+    load_classifier,
+    load_data,
+    train_classifier,
+)
 from . import run_command
 
 
@@ -74,8 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..classify import ClassifyError, evaluate_checkpoint, load_classifier, load_data, train_classifier
-
     args = build_parser().parse_args(argv)
     with run_command((ClassifyError,),
                      also=[(OSError, lambda e: f"writing or reading failed ({e.strerror or e}); files saved before "

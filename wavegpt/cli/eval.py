@@ -14,12 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
+from ..data import DATASETS, check_corpus_fits, default_cache_dir, prepare_corpus
+from ..evaluation import evaluate_split
+from ..generation import load_for_generation
 from . import add_checkpoint_argument, checkpoint_or_shipped, command_errors, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..data import DATASETS
-
     p = argparse.ArgumentParser(prog="wavegpt-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_argument(p)
@@ -40,10 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..data import check_corpus_fits, default_cache_dir, prepare_corpus
-    from ..evaluation import evaluate_split
-    from ..generation import load_for_generation
-
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, not {args.batch_size}.")

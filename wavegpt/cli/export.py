@@ -23,13 +23,12 @@ import argparse
 import json
 import sys
 
+from ..data import DATASETS
+from ..export import DTYPES, FORMATS, export_run
 from . import command_errors, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..data import DATASETS
-    from ..export import DTYPES, FORMATS
-
     p = argparse.ArgumentParser(prog="wavegpt-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
@@ -54,8 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..export import export_run
-
     ns = build_parser().parse_args(argv)
     with run_command((*command_errors(), OSError)):
         result = export_run(ns.run or ns.checkpoint, ns.out, format=ns.format, dtype=ns.dtype, dataset=ns.dataset,

@@ -13,23 +13,21 @@ import argparse
 import sys
 import time
 
-from . import add_checkpoint_argument, add_sampling_arguments, checkpoint_or_shipped, run_command, sampling_settings
+from .. import generation
+from ..sampling import DEFAULT_MAX_NEW_TOKENS
+from . import add_sampling_arguments, checkpoint_or_shipped, prompt_parser, run_command, sampling_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..generation import MAX_NEW_TOKENS, MAX_SAMPLES
-
-    p = argparse.ArgumentParser(prog="wavegpt-generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_argument(p)
-    p.add_argument("--prompt", default="", help="text to continue (default: empty, starting from a newline)")
-    p.add_argument("--max-new-tokens", type=int, default=200,
-                   help=f"tokens to generate per sample, 1 to {MAX_NEW_TOKENS} (default 200)")
+    p = prompt_parser("wavegpt-generate", __doc__)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                   help=f"tokens to generate per sample, 1 to {generation.MAX_NEW_TOKENS} "
+                        f"(default {DEFAULT_MAX_NEW_TOKENS})")
     add_sampling_arguments(p)
     p.add_argument("--num-samples", type=int, default=1,
-                   help=f"independent samples, 1 to {MAX_SAMPLES}, drawn together as one batch and printed one after "
-                        "another, separated by a line of dashes; sample i is the text --seed SEED+i gives alone "
-                        "(default 1)")
+                   help=f"independent samples, 1 to {generation.MAX_SAMPLES}, drawn together as one batch and "
+                        "printed one after another, separated by a line of dashes; sample i is the text --seed "
+                        "SEED+i gives alone (default 1)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="end a sample before this text (repeatable; the stop text itself is not printed)")
     p.add_argument("--ignore-eot", action="store_true",
@@ -50,10 +48,8 @@ def _write(text: str) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..generation import SAMPLE_SEPARATOR, check_prompt_text, load_for_generation, random_seed, stream_samples
-
     args = build_parser().parse_args(argv)
-    check_prompt_text(args.prompt)  # before anything is printed or loaded
+    generation.check_prompt_text(args.prompt)  # before anything is printed or loaded
     if args.threads is not None:
         if not 1 <= args.threads <= 1024:
             raise ValueError(f"--threads must be a whole number from 1 to 1024, not {args.threads}.")
@@ -63,22 +59,22 @@ def run(argv: list[str] | None = None) -> None:
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     settings = sampling_settings(args, args.max_new_tokens, num_samples=args.num_samples, use_cache=not args.no_cache,
                                  stop_at_eot=not args.ignore_eot, stop=args.stop)
-    model, tokenizer = load_for_generation(checkpoint, args.device)
+    model, tokenizer = generation.load_for_generation(checkpoint, args.device)
     if settings.seed is None:
-        settings = settings.replace(seed=random_seed())
+        settings = settings.replace(seed=generation.random_seed())
     print(f"seed {settings.seed} (rerun with --seed {settings.seed} to get the same text)", file=sys.stderr)
     stats: dict = {}
-    pieces = stream_samples(model, tokenizer, args.prompt, settings=settings, stats=stats)
+    pieces = generation.stream_samples(model, tokenizer, args.prompt, settings=settings, stats=stats)
     start = time.perf_counter()
     _write(args.prompt)
     current = 0
     for sample, piece in pieces:
         while current < sample:  # the next sample begins: a line of dashes, then its prompt
-            _write(SAMPLE_SEPARATOR + args.prompt)
+            _write(generation.SAMPLE_SEPARATOR + args.prompt)
             current += 1
         _write(piece)
     while current < args.num_samples - 1:  # samples that produced no text still get their line
-        _write(SAMPLE_SEPARATOR + args.prompt)
+        _write(generation.SAMPLE_SEPARATOR + args.prompt)
         current += 1
     _write("\n")
     elapsed = time.perf_counter() - start

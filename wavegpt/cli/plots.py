@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..extras import require
 from . import add_checkpoint_argument, checkpoint_or_shipped, command_errors, run_command
 
 
@@ -31,11 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> None:
-    from ..extras import require
-
     args = build_parser().parse_args(argv)
     require("viz", "wavegpt-plots", ("matplotlib",))
-    from ..plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
+    from ..viz.wave_plots import DEFAULT_SAMPLE_TEXT, plot_wave_model
 
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     text = DEFAULT_SAMPLE_TEXT if args.text is None else args.text

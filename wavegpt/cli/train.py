@@ -10,18 +10,19 @@ Without GPUs, give train.py --cpu and that command trains two CPU processes (`ac
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-from pathlib import Path
 
+import torch
+
+from ..args import TrainArgs, merge_train_args
 from ..config import PRESETS, SIZES, parse_field_values
 from ..data import DATASETS
-from ..scaling import TRACKERS
+from ..training import TrainError, train
+from ..training.scaling import TRACKERS
+from ..validation import describe_os_error
+from . import command_errors, plain_warnings, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..trainer import TrainArgs
-
     d = TrainArgs()
     p = argparse.ArgumentParser(prog="wavegpt-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,42 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def args_from_cli(argv: list[str] | None = None):
-    """Explicit flags win; on --resume the rest come from the run's run.json; then defaults."""
-    from ..trainer import TrainArgs
-
+def args_from_cli(argv: list[str] | None = None) -> TrainArgs:
+    """Explicit flags win; on --resume the rest come from the run's run.json; then defaults (args.merge_train_args)."""
     ns = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(ns).items() if v is not None and v is not False}
     overrides = {k: given.pop(k) for k in ("block_size", "dropout") if k in given}
     overrides.update(parse_field_values(given.pop("config_set", [])))
     given["progress"] = not given.pop("no_progress", False)
-    base: dict = {}
-    run_json = Path(given.get("out", TrainArgs.out)) / "run.json"
-    if given.get("resume") and run_json.is_file():
-        try:
-            base = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{run_json} cannot be read ({type(e).__name__}); it holds the run's arguments.") from None
-        if not isinstance(base, dict) or not isinstance(base.get("overrides", {}), dict):
-            raise ValueError(f"{run_json} does not hold a run's arguments.")
-        base = {k: v for k, v in base.items() if k not in ("resume", "overwrite", "stop_at")}
-    if "data" in given:
-        base.pop("dataset", None)
-        given["dataset"] = None
-    elif "dataset" in given:
-        base.pop("data", None)
-    fields = {**base, **given}
-    fields["overrides"] = {**fields.get("overrides", {}), **overrides}
-    return TrainArgs(**{k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(TrainArgs)}})
+    return merge_train_args({**given, "overrides": overrides})
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
-
-    from ..trainer import TrainError, train
-    from ..validation import describe_os_error
-    from . import command_errors, plain_warnings, run_command
-
     plain_warnings()
 
     with run_command((*command_errors(), TrainError), also=[
@@ -123,10 +99,7 @@ def main(argv: list[str] | None = None) -> None:
          lambda e: f"the run stopped because writing failed ({describe_os_error(e)}); what was saved before is "
                    f"intact.", 2),
     ], interrupted="error: interrupted; the last saved checkpoint is intact (continue with --resume)."):
-        args = args_from_cli(argv)
-        if args.max_steps < 1 or args.batch_size < 1 or (args.grad_accum is not None and args.grad_accum < 1):
-            raise TrainError("--max-steps, --batch-size and --grad-accum must be at least 1.")
-        train(args)
+        train(args_from_cli(argv))
 
 
 if __name__ == "__main__":

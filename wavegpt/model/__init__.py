@@ -1,12 +1,6 @@
-"""The Wave-Native GPT's parts, each in the file named after it."""
+"""The Wave-Native GPT's parts, each in the file named after it, lowest first: cache.py (what decoding keeps,
+MixerWeights), embedding.py, mixers/ (one file per mixer and their registry), mlp.py, gpt.py (WaveGPT).
 
-from .attention import CausalSelfAttention, InterferenceAttention, LayerCache, PureWaveAttention
-from .embedding import ClassicEmbedding, WavePacketEmbedding
-from .gpt import Block, CollapseHead, DecodeCache, WaveGPT, is_wave_parameter
-from .mlp import ResonanceMLP
-
-__all__ = [
-    "WaveGPT", "Block", "CollapseHead", "DecodeCache", "LayerCache", "is_wave_parameter",
-    "WavePacketEmbedding", "ClassicEmbedding",
-    "InterferenceAttention", "PureWaveAttention", "CausalSelfAttention", "ResonanceMLP",
-]
+Import from the file (`from wavegpt.model.gpt import WaveGPT`, or `from wavegpt import WaveGPT`): this
+package file imports nothing, so that the sampler can use cache.py below the model that uses the sampler.
+"""

@@ -10,6 +10,9 @@ import torch.nn.functional as F
 
 from ..config import WaveGPTConfig
 
+# The time axis on which plots, the app and the animation draw a token's signal s(t): t in [0, WAVE_SPAN].
+WAVE_SPAN, WAVE_SAMPLES = 50.0, 500
+
 
 class WavePacketEmbedding(nn.Module):
     """Each token is a wave packet: base frequencies f, phases phi and harmonic amplitudes A.
@@ -47,7 +50,7 @@ class WavePacketEmbedding(nn.Module):
         self.bootstrap = nn.Embedding(V, config.d_model) if config.bootstrap_embedding else None
         if self.bootstrap is not None:
             nn.init.normal_(self.bootstrap.weight, std=0.02)
-            # Shape (1,), not 0-d: FSDP cannot shard 0-d parameters (checkpoint.load_model reads old 0-d ones).
+            # Shape (1,), not 0-d: FSDP cannot shard 0-d parameters (checkpoint.read_weights reads old 0-d ones).
             self.wave_ratio = nn.Parameter(torch.zeros(1))  # sigmoid(0) = 0.5 wave share
         self.norm = nn.LayerNorm(config.d_model)
 

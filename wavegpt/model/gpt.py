@@ -9,9 +9,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..card import ensure_card
+from ..checkpoint import read_config, read_weights, resolve_checkpoint, save_model
 from ..config import WaveGPTConfig
-from .attention import LayerCache, MixerWeights, build_attention
+from ..hub import push
+from ..sampling import SamplingSettings, sample_steps
+from .cache import DecodeCache, LayerCache, MixerWeights
 from .embedding import ClassicEmbedding, WavePacketEmbedding
+from .mixers import build_mixer
 from .mlp import ResonanceMLP
 
 # The parameters that describe waves rather than mix features: the packet's frequencies,
@@ -31,7 +36,7 @@ class Block(nn.Module):
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(config.d_model)
-        self.attn = build_attention(config)
+        self.attn = build_mixer(config)
         self.ln2 = nn.LayerNorm(config.d_model)
         self.mlp = ResonanceMLP(config)
 
@@ -53,14 +58,6 @@ class CollapseHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.norm(x))
-
-
-class DecodeCache:
-    """Per-layer caches plus the number of positions already processed."""
-
-    def __init__(self, n_layers: int):
-        self.layers = [LayerCache() for _ in range(n_layers)]
-        self.pos = 0
 
 
 class WaveGPT(nn.Module):
@@ -155,8 +152,6 @@ class WaveGPT(nn.Module):
         """Append `max_new_tokens` sampled tokens to idx (B, T) and return the whole sequence
         (nanoGPT's signature; further sampling fields, e.g. top_p or use_cache, as keywords of
         `wavegpt.sampling.SamplingSettings`)."""
-        from ..sampling import SamplingSettings, sample_steps
-
         chosen = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, **settings)
         new = [step.token for step in sample_steps(self, idx, chosen, generator)]
         return torch.cat([idx, *(t[:, None] for t in new)], dim=1)
@@ -167,20 +162,25 @@ class WaveGPT(nn.Module):
         """Write the model folder (config.json, model.safetensors; with a WaveTokenizer also its
         tokenizer.json, tokenizer_config.json and generation_config.json). With `push_to_hub`
         (True, or the repo id itself) upload the folder to the Hub; returns the commit URL then."""
-        from ..checkpoint import save_model
-
         save_model(self, folder, dtype=dtype, tokenizer=tokenizer)
         if not push_to_hub:
             return None
-        from ..hub import push
-
         repo = push_to_hub if isinstance(push_to_hub, str) else (repo_id or Path(folder).resolve().name)
+        ensure_card(folder, repo_id=repo)
         return push(folder, repo, token=token, private=private, commit_message=commit_message)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> WaveGPT:
         """A local model (or run) folder, or a Hub repo id such as "org/name" (downloaded once, then
         read from the Hub cache; HF_HUB_OFFLINE=1 uses only the cache)."""
-        from ..checkpoint import load_model
+        return cls.from_resolved(resolve_checkpoint(folder), map_location)
 
-        return load_model(folder, map_location)
+    @classmethod
+    def from_resolved(cls, folder: Path, map_location: str | torch.device = "cpu") -> WaveGPT:
+        """from_pretrained of a folder `checkpoint.resolve_checkpoint` already found (resolved once per load)."""
+        model = cls(read_config(folder))
+        expected = model.state_dict()
+        for name in model.tied_weight_names:
+            expected.pop(name)
+        model.load_state_dict(read_weights(folder, expected, map_location), strict=False)
+        return model.to(map_location)

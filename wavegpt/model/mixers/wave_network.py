@@ -19,14 +19,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..config import WaveGPTConfig
-from ..ops import naive_wave_network, wave_network, wave_network_step, wave_phases
-from .attention import LayerCache, MixerWeights, _causal, _Mixer
+from ...config import WaveGPTConfig
+from ...ops.wave_network import naive_wave_network, wave_network, wave_network_step, wave_phases
+from ..cache import LayerCache, MixerWeights
+from .base import Mixer, causal
 
 OPERATIONS = {"wave_network": "interference", "wave_network_modulation": "modulation"}
 
 
-class WaveNetworkMixer(_Mixer):
+class WaveNetworkMixer(Mixer):
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
         d = config.d_model
@@ -73,6 +74,6 @@ class WaveNetworkMixer(_Mixer):
         for h in range(H):  # one group at a time keeps the (Tq, Tk, group) tensor small
             cols = slice(h * group, (h + 1) * group)
             phases[:, h] = wave_phases(seen[:, None, :, cols], energy[:, :, None, cols]).mean(-1)
-        phases = phases.masked_fill(~_causal(Tq, Tk, w1.device), 0.0)
+        phases = phases.masked_fill(~causal(Tq, Tk, w1.device), 0.0)
         g = torch.sqrt(energy).view(B, Tq, H, group).mean(-1).transpose(1, 2)  # (B, H, Tq)
         return MixerWeights(phases, "phase", g)

@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, GradientAccumulationPlugin, ProjectConfiguration
 
-from .checkpoint import atomic_folder
+from ..checkpoint import atomic_folder
 
 COMPILE_PREFIX = "_orig_mod."  # what torch.compile's wrapper puts before every state-dict key
 TRACKERS_NAME = "trackers.json"  # the tracker run ids of a run folder, so that --resume continues them

@@ -1,0 +1,32 @@
+"""The classic transformer's mixer: nanoGPT's causal self-attention, optionally with rotary positions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ...config import WaveGPTConfig
+from ...ops.rotary import apply_rotary
+from .base import SoftmaxMixer
+
+
+class CausalSelfAttention(SoftmaxMixer):
+    """nanoGPT's attention: one fused qkv projection, scaled dot products, causal softmax;
+    with position "rotary", queries and keys are rotated by position first (RoPE)."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        d = config.d_model
+        self.n_heads, self.dropout = config.n_heads, config.dropout
+        self.scale = (d // config.n_heads) ** -0.5
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.resid_drop = nn.Dropout(config.dropout)
+        self.rotary_base = config.rope_base if config.position == "rotary" else None
+
+    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, _ = x.shape
+        q, k, v = (self._heads(t, B, T) for t in self.qkv(x).chunk(3, dim=-1))
+        if self.rotary_base is not None:
+            q = apply_rotary(q, start_pos, self.rotary_base)
+            k = apply_rotary(k, start_pos, self.rotary_base)
+        return q * self.scale, k, v
