@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..config import WaveGPTConfig
 from ..ops import (
     EPS,
-    apply_rotary,
+    apply_rotary_pair,
     chunk_linear_attention,
     feature_map,
     kernel_attention,
@@ -42,6 +42,9 @@ class LayerCache:
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
     state: tuple[torch.Tensor, torch.Tensor] | None = None  # linear mode
+    # Interference attention's q/k/v weights concatenated once per decode (no grad): the weights do not
+    # change while a sequence is decoded, so each token skips re-copying them.
+    fused: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # Keys and values live in buffers with spare room along time, so appending one token
     # writes one row instead of copying the whole cache (torch.cat), and k, v are views.
@@ -126,12 +129,13 @@ class _Mixer(nn.Module):
 class _SoftmaxMixer(_Mixer):
     """A mixer that is causal softmax attention over its own queries and keys (`_qkv`)."""
 
-    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, start_pos: int,
+             cache: LayerCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
                 need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
-        q, k, v = self._qkv(x, start_pos)
+        q, k, v = self._qkv(x, start_pos, cache)
         return self._softmax_mix(q, k, v, cache, need_weights)
 
 
@@ -161,19 +165,24 @@ class InterferenceAttention(_SoftmaxMixer):
         self.resid_drop = nn.Dropout(config.dropout)
         self.rotary_base = config.rope_base if config.position == "rotary" else None
 
-    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, start_pos: int,
+             cache: LayerCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The interfering waves q (already divided by the temperature) and k, (B, H, T, W), and v."""
         B, T, _ = x.shape
         # One matrix product for the three projections (they stay three modules in the checkpoint).
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        fused = cache.fused if cache is not None else None
+        if fused is None:
+            fused = (torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                     torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+            if cache is not None and not torch.is_grad_enabled():
+                cache.fused = fused
+        weight, bias = fused
         n = self.q_proj.out_features
         q, k, v = F.linear(x, weight, bias).split([n, n, self.v_proj.out_features], dim=-1)
         q = F.normalize(self._heads(q, B, T) + self.q_phase, dim=-1)
         k = F.normalize(self._heads(k, B, T) + self.k_phase, dim=-1)
         if self.rotary_base is not None:
-            q = apply_rotary(q, start_pos, self.rotary_base)
-            k = apply_rotary(k, start_pos, self.rotary_base)
+            q, k = apply_rotary_pair(q, k, start_pos, self.rotary_base)
         return q * torch.exp(-self.log_temperature), k, self._heads(v, B, T)
 
 
@@ -265,12 +274,12 @@ class CausalSelfAttention(_SoftmaxMixer):
         self.resid_drop = nn.Dropout(config.dropout)
         self.rotary_base = config.rope_base if config.position == "rotary" else None
 
-    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, start_pos: int,
+             cache: LayerCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         q, k, v = (self._heads(t, B, T) for t in self.qkv(x).chunk(3, dim=-1))
         if self.rotary_base is not None:
-            q = apply_rotary(q, start_pos, self.rotary_base)
-            k = apply_rotary(k, start_pos, self.rotary_base)
+            q, k = apply_rotary_pair(q, k, start_pos, self.rotary_base)
         return q * self.scale, k, v
 
 
