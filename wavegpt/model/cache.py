@@ -15,6 +15,9 @@ class LayerCache:
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
     state: tuple[torch.Tensor, torch.Tensor] | None = None  # linear mode
+    # Interference attention's q/k/v weights concatenated once per decode (no grad): the weights do not
+    # change while a sequence is decoded, so each token skips re-copying them.
+    fused: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # Keys and values live in buffers with spare room along time, so appending one token
     # writes one row instead of copying the whole cache (torch.cat), and k, v are views.

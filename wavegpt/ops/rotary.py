@@ -21,14 +21,30 @@ def rotary_angles(n_pairs: int, start_pos: int, length: int, base: float, device
     return t[:, None] * omega
 
 
-def apply_rotary(x: torch.Tensor, start_pos: int, base: float) -> torch.Tensor:
-    """Rotate x (..., T, D) whose first row sits at absolute position start_pos."""
-    T, D = x.shape[-2], x.shape[-1]
-    n = D // 2
-    angles = rotary_angles(n, start_pos, T, base, x.device)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+def _cos_sin(x: torch.Tensor, start_pos: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    angles = rotary_angles(x.shape[-1] // 2, start_pos, x.shape[-2], base, x.device)
+    return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    n = x.shape[-1] // 2
     a, b, rest = x[..., :n], x[..., n:2 * n], x[..., 2 * n:]
     return torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, start_pos: int, base: float) -> torch.Tensor:
+    """Rotate x (..., T, D) whose first row sits at absolute position start_pos."""
+    return _rotate(x, *_cos_sin(x, start_pos, base))
+
+
+def apply_rotary_pair(q: torch.Tensor, k: torch.Tensor, start_pos: int,
+                      base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """apply_rotary on queries and keys of the same positions, the angles computed once for both
+    (the same numbers as two apply_rotary calls; decoding pays the angles once per layer, not twice)."""
+    if q.shape[-2:] != k.shape[-2:] or q.dtype != k.dtype:
+        return apply_rotary(q, start_pos, base), apply_rotary(k, start_pos, base)
+    cos, sin = _cos_sin(q, start_pos, base)
+    return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
 
 def naive_rotary(x: torch.Tensor, start_pos: int, base: float) -> torch.Tensor:

@@ -61,10 +61,11 @@ class Mixer(nn.Module):
 class SoftmaxMixer(Mixer):
     """A mixer that is causal softmax attention over its own queries and keys (`_qkv`)."""
 
-    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, start_pos: int,
+             cache: LayerCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, start_pos: int = 0, cache: LayerCache | None = None,
                 need_weights: bool = False) -> tuple[torch.Tensor, MixerWeights | None]:
-        q, k, v = self._qkv(x, start_pos)
+        q, k, v = self._qkv(x, start_pos, cache)
         return self._softmax_mix(q, k, v, cache, need_weights)

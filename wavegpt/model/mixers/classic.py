@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 
 from ...config import WaveGPTConfig
-from ...ops.rotary import apply_rotary
+from ...ops.rotary import apply_rotary_pair
+from ..cache import LayerCache
 from .base import SoftmaxMixer
 
 
@@ -23,10 +24,10 @@ class CausalSelfAttention(SoftmaxMixer):
         self.resid_drop = nn.Dropout(config.dropout)
         self.rotary_base = config.rope_base if config.position == "rotary" else None
 
-    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, start_pos: int,
+             cache: LayerCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         q, k, v = (self._heads(t, B, T) for t in self.qkv(x).chunk(3, dim=-1))
         if self.rotary_base is not None:
-            q = apply_rotary(q, start_pos, self.rotary_base)
-            k = apply_rotary(k, start_pos, self.rotary_base)
+            q, k = apply_rotary_pair(q, k, start_pos, self.rotary_base)
         return q * self.scale, k, v

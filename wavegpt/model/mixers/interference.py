@@ -9,7 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...config import WaveGPTConfig
-from ...ops.rotary import apply_rotary
+from ...ops.rotary import apply_rotary_pair
+from ..cache import LayerCache
 from .base import SoftmaxMixer
 
 
@@ -39,17 +40,26 @@ class InterferenceAttention(SoftmaxMixer):
         self.resid_drop = nn.Dropout(config.dropout)
         self.rotary_base = config.rope_base if config.position == "rotary" else None
 
-    def _qkv(self, x: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, start_pos: int,
+             cache: LayerCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The interfering waves q (already divided by the temperature) and k, (B, H, T, W), and v."""
         B, T, _ = x.shape
-        # One matrix product for the three projections (they stay three modules in the checkpoint).
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        weight, bias = self._fused_projection(cache)
         n = self.q_proj.out_features
         q, k, v = F.linear(x, weight, bias).split([n, n, self.v_proj.out_features], dim=-1)
         q = F.normalize(self._heads(q, B, T) + self.q_phase, dim=-1)
         k = F.normalize(self._heads(k, B, T) + self.k_phase, dim=-1)
         if self.rotary_base is not None:
-            q = apply_rotary(q, start_pos, self.rotary_base)
-            k = apply_rotary(k, start_pos, self.rotary_base)
+            q, k = apply_rotary_pair(q, k, start_pos, self.rotary_base)
         return q * torch.exp(-self.log_temperature), k, self._heads(v, B, T)
+
+    def _fused_projection(self, cache: LayerCache | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One matrix product for the three projections (they stay three modules in the checkpoint);
+        while decoding without gradients the concatenation is made once and kept in the layer's cache."""
+        fused = cache.fused if cache is not None else None
+        if fused is None:
+            fused = (torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                     torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+            if cache is not None and not torch.is_grad_enabled():
+                cache.fused = fused
+        return fused
