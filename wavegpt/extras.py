@@ -11,6 +11,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "viz": ("matplotlib", "imageio_ffmpeg"),
     "fineweb": ("datasets", "pyarrow"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
+    "hf": ("transformers", "lm_eval"),
 }
 
 
