@@ -147,9 +147,10 @@ def test_lm_eval_command_scores_the_local_task_as_wavegpt_eval_does(folders, tmp
     text.write_text(prose(20_000, seed=4))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "WAVEGPT_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "wavegpt", "--model_args", f"pretrained={folder},stride=16",
-           "--device", "cpu", "--batch_size", "16", "--tasks", str(REPO / "wavegpt/hf/tasks/wavegpt_shakespeare.yaml"),
-           "--metadata", json.dumps({"data": str(text)}), "--limit", "1", "--output_path", str(tmp_path / "out")]
+    cmd = [sys.executable, "-m", "wavegpt.hf.lm_eval", "--model", "wavegpt", "--model_args",
+           f"pretrained={folder},stride=16", "--device", "cpu", "--batch_size", "16", "--tasks", "wavegpt_shakespeare",
+           "--include_path", str(REPO / "wavegpt/hf/tasks"), "--metadata", json.dumps({"data": str(text)}),
+           "--limit", "1", "--output_path", str(tmp_path / "out")]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "wavegpt_shakespeare" in done.stdout and "bits_per_byte" in done.stdout
@@ -163,6 +164,16 @@ def test_lm_eval_command_scores_the_local_task_as_wavegpt_eval_does(folders, tmp
         first = -torch.log_softmax(model(torch.tensor([[tokenizer.eot_id]]))[0][0, 0], -1)[int(corpus.val[0])]
     total = result.nats_per_token * result.scored + float(first)
     assert figure == pytest.approx(total / result.bytes / math.log(2), rel=1e-5)
+
+
+def test_the_task_file_registers_the_model_for_plain_lm_eval():
+    """`lm_eval --tasks .../wavegpt_shakespeare.yaml` reads the file (and so imports its module) before it looks the
+    model up: that is what makes plain `lm_eval --model wavegpt` work."""
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    config = load_yaml(REPO / "wavegpt/hf/tasks/wavegpt_shakespeare.yaml", resolve_func=True)
+    assert config["task"] == "wavegpt_shakespeare" and get_model("wavegpt").__name__ == "WaveGPTLM"
 
 
 def test_lm_eval_model_generates_and_scores_in_process(folders):

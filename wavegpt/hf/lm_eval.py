@@ -45,7 +45,6 @@ def rolling_requests(tokens: list[int], prefix: int, block: int, stride: int) ->
     return out
 
 
-@register_model("wavegpt")
 class WaveGPTLM(HFLM):
     def __init__(self, pretrained: str = "checkpoints", stride: int | None = None, **kwargs):
         import torch
@@ -96,10 +95,17 @@ class WaveGPTLM(HFLM):
         return out
 
 
+if __name__ != "__main__":  # `python -m wavegpt.hf.lm_eval` registers the importable module's class (main)
+    register_model("wavegpt")(WaveGPTLM)
+
+
 def main() -> None:
     """lm_eval's command line with the `wavegpt` model registered."""
+    import importlib
+
     from lm_eval.__main__ import cli_evaluate
 
+    importlib.import_module("wavegpt.hf.lm_eval")  # once, under its own name (the task file imports it too)
     cli_evaluate()
 
 
