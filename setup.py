@@ -7,5 +7,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["wavegpt", "wavegpt.*"]), "wavegpt.checkpoints"],
     package_dir={"wavegpt.checkpoints": "checkpoints"},
-    package_data={"wavegpt.checkpoints": ["*"]},
+    package_data={"wavegpt.checkpoints": ["*"], "wavegpt.hf": ["tasks/*.yaml", "tasks/*.py"]},
 )

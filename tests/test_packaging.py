@@ -46,7 +46,9 @@ def test_wheel_carries_the_shipped_model_and_a_small_core(wheel):
     core = {r.split(">")[0].split("=")[0].split(";")[0].strip().lower() for r in requires if "extra ==" not in r}
     assert {"torch", "tokenizers", "safetensors", "huggingface_hub", "accelerate"} <= core
     assert not core & {"gradio", "matplotlib", "datasets", "pyarrow", "imageio-ffmpeg", "onnx", "onnxruntime"}
-    assert {"app", "viz", "fineweb", "onnx", "test"} <= set(meta.get_all("Provides-Extra"))
+    assert {"app", "viz", "fineweb", "onnx", "hf", "test"} <= set(meta.get_all("Provides-Extra"))
+    assert not core & {"transformers", "lm-eval"}
+    assert {"wavegpt/hf/tasks/wavegpt_shakespeare.yaml", "wavegpt/hf/tasks/shakespeare.py"} <= names
 
 
 def test_unpacked_wheel_samples_the_shipped_model_outside_the_repository(wheel, tmp_path):

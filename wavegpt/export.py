@@ -7,8 +7,9 @@ chosen precision with held-out figures and a model card, or ONNX checked against
 
 The held-out split is the run's corpus (run.json), else `dataset` / `data`, else the dataset
 named in the model's config.json; a model folder with none of these is exported without
-figures (safetensors) or checked on random windows (onnx). wavegpt-export is this function
-behind flags.
+figures (safetensors) or checked on random windows (onnx), and so is an ONNX export whose corpus,
+named by the run or the config but not by `dataset` / `data`, cannot be had (offline and not cached;
+`ExportResult.note` says why). wavegpt-export is this function behind flags.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from .card import CARD_NAME, build_model_card, ensure_card
 from .checkpoint import model_folder_writer, resolve_checkpoint, write_model_files
-from .data import DATASETS, check_corpus_fits, default_cache_dir, iter_eval_batches, prepare_corpus
+from .data import DATASETS, DataError, check_corpus_fits, default_cache_dir, iter_eval_batches, prepare_corpus
 from .evaluation import evaluate
 from .extras import require
 from .generation import check_tokenizer_matches
@@ -43,6 +44,7 @@ class ExportResult:
     out: str | Path  # the folder written, as given
     details: dict[str, Any] = field(default_factory=dict)  # figures (safetensors) or the ONNX check; "pushed"
     evaluated: bool = False  # whether a held-out corpus was known (else no figures / random windows)
+    note: str | None = None  # why a known corpus was not used (ONNX offline: checked on random windows)
 
     @property
     def figures(self) -> dict[str, Any]:
@@ -143,8 +145,14 @@ def export_run(source: str | Path, out: str | Path, *, format: str = "safetensor
     check_tokenizer_matches(tokenizer, model, folder / "tokenizer.json", folder)  # never ship a mismatched pair
     run_json = Path(source) / "run.json"
     run = json.loads(run_json.read_text()) if run_json.is_file() else {}
-    corpus = find_corpus(run, model.config.extra.get("data"), tokenizer, model.config.block_size, dataset=dataset,
-                         data=data, cache_dir=cache_dir)
+    note = None
+    try:
+        corpus = find_corpus(run, model.config.extra.get("data"), tokenizer, model.config.block_size,
+                             dataset=dataset, data=data, cache_dir=cache_dir)
+    except DataError as e:  # the config's (or run's) corpus cannot be had, e.g. offline and not cached
+        if format != "onnx" or dataset is not None or data is not None:
+            raise
+        corpus, note = None, f"{str(e).rstrip('.')}; checking the ONNX graph on random windows instead."
     with model_folder_writer(out) as tmp:
         if format == "onnx":
             details = write_onnx(model, tokenizer, corpus, tmp, Path(out))
@@ -156,4 +164,4 @@ def export_run(source: str | Path, out: str | Path, *, format: str = "safetensor
     if push_to_hub:
         ensure_card(out, push_to_hub)
         details["pushed"] = push(out, push_to_hub, private=private or None)
-    return ExportResult(source=folder, out=out, details=details, evaluated=corpus is not None)
+    return ExportResult(source=folder, out=out, details=details, evaluated=corpus is not None, note=note)

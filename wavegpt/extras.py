@@ -12,6 +12,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "fineweb": ("datasets", "pyarrow"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "classify": ("datasets", "pyarrow", "matplotlib"),
+    "hf": ("transformers", "lm_eval"),
 }
 
 

@@ -14,7 +14,9 @@ written folder to a Hugging Face Hub model repo (token: HF_TOKEN or `hf auth log
 
 The held-out split is the run's corpus (run.json), else --dataset/--data, else the dataset
 named in the model's config.json; a model folder with none of these is exported without
-figures (safetensors) or checked on random windows (onnx). The work is wavegpt.export.export_run.
+figures (safetensors) or checked on random windows (onnx); so is an ONNX export whose corpus
+(named by the run or the config, not by --dataset/--data) cannot be had offline, with a one-line
+note. The work is wavegpt.export.export_run.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         result = export_run(ns.run or ns.checkpoint, ns.out, format=ns.format, dtype=ns.dtype, dataset=ns.dataset,
                             data=ns.data, cache_dir=ns.cache_dir, eval_batches=ns.eval_batches,
                             batch_size=ns.batch_size, push_to_hub=ns.push_to_hub, private=ns.private)
-    if not result.evaluated:
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
+    elif not result.evaluated:
         print("note: no corpus known for this model (pass --dataset or --data), so no held-out figures",
               file=sys.stderr)
     print(json.dumps(result.to_dict(), indent=2))
