@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import PRESETS, recipe_of
 from .validation import InputError, check_train_values
 
 # What a resumed run does not take back from its run.json: how this invocation runs, not what the run is.
@@ -26,7 +27,7 @@ class TrainArgs:
     stop_at: int | None = None  # end this invocation early, keeping the schedule of max_steps
     batch_size: int = 32
     grad_accum: int | None = None  # None: the launcher's (accelerate config / launch), else 1
-    lr: float = 2e-3
+    lr: float | None = None  # None: the preset's tuned rate (config.recipe_of)
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
     weight_decay: float = 0.1
@@ -50,6 +51,8 @@ class TrainArgs:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.lr is None and self.preset in PRESETS:
+            self.lr = recipe_of(self.preset)["lr"]
         check_train_values(self)  # the folder itself is checked when the run starts (it may change until then)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig, parse_field_values
+from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig, parse_field_values, recipe_of
 from .ownership import check_names_free, is_bench_file
 from .provenance import machine_description
 from .viz.curves import read_metrics
@@ -29,15 +29,36 @@ ALIASES: dict[str, str] = {
 }
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """"baseline+amplitude_init=small" -> ("baseline", {"amplitude_init": "small"}), checked against the config."""
+# Row parts that set the training recipe rather than a config field: "classic_rope+lr=0.004".
+RECIPE_KEYS = ("lr",)
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """"baseline+amplitude_init=small+lr=0.003" -> ("baseline", {"amplitude_init": "small"}, {"lr": 0.003}),
+    checked against the config (a size field changed is re-matched in parameters by from_preset)."""
     preset, *pairs = ALIASES.get(spec, spec).split("+")
     if preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r} in {spec!r}; choose from {', '.join(PRESETS)} "
                           f"(or {', '.join(ALIASES)}).")
     fields = parse_field_values(pairs, what=f"Each part of {spec!r} after the preset")
+    recipe = {k: fields.pop(k) for k in RECIPE_KEYS if k in fields}
+    lr = recipe.get("lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+        raise ConfigError(f"The learning rate in {spec!r} must be a positive number, not {lr!r}.")
     WaveGPTConfig.from_preset("tiny", preset, **fields)  # names and values must make a model
+    return preset, fields, recipe
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """The preset and config fields of a row (its recipe parts left out)."""
+    preset, fields, _ = split_spec(spec)
     return preset, fields
+
+
+def row_lr(args: BenchArgs, spec: str) -> float:
+    """A row's peak learning rate: its own `+lr=`, else --lr, else its preset's tuned rate."""
+    preset, _, recipe = split_spec(spec)
+    return float(recipe.get("lr") or args.lr or recipe_of(preset)["lr"])
 
 
 def run_slug(spec: str) -> str:
@@ -56,13 +77,14 @@ class BenchArgs:
     data: str | None = None
     batch_size: int = 32
     block_size: int | None = None
-    lr: float = 2e-3
+    lr: float | None = None  # None: each row's preset's tuned rate (config.RECIPES)
     dropout: float = 0.1
     eval_batches: int = 40
     evals: int = 8  # validation points per run, for the curves
     threads: int | None = None
     jobs: int = 1  # runs trained at the same time (each with `threads` threads)
     controls: bool = True  # always include classic and classic_rope
+    reference: str | None = None  # the row every other is paired against, seed by seed (default classic_rope)
     cache_dir: str | None = None
 
     def validate(self) -> None:
@@ -91,35 +113,44 @@ def run_one(args: BenchArgs, spec: str, seed: int) -> dict[str, Any]:
     So a killed benchmark, started again with the same arguments, continues where it stopped.
     """
     preset, fields = parse_spec(spec)
+    lr = row_lr(args, spec)
     out = Path(args.out) / "runs" / f"{run_slug(spec)}-seed{seed}"
     steps = max(1, args.max_tokens // (args.batch_size * block_size_of(args)))
     budget = {"steps": steps, "batch_size": args.batch_size, "block_size": block_size_of(args),
-              "max_time": args.max_time, "fields": fields, "model": args.model}
-    done = out / RESULT_NAME
-    if done.is_file():
-        try:
-            previous = json.loads(done.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            previous = {}
-        if previous.get("budget") == budget:
-            return previous["result"]
+              "max_time": args.max_time, "fields": fields, "model": args.model, "lr": lr}
+    previous = _finished(out, budget)
+    if previous is not None:
+        return previous
     resume = (out / "checkpoint").is_dir() and (out / "run.json").is_file()
     cmd = [sys.executable, "-m", "wavegpt.cli.train", "--out", str(out), "--no-progress"]
     if resume:
-        cmd += ["--resume"]
-        proc = _train(cmd, args)
+        proc = _train(cmd + ["--resume"], args)
         if proc.returncode != 0:  # an unusable partial run: train it again from the start
             resume = False
     if not resume:
-        fresh = _fresh_flags(args, preset, fields, seed, steps) + (["--overwrite"] if out.exists() else [])
+        fresh = _fresh_flags(args, preset, fields, seed, steps, lr) + (["--overwrite"] if out.exists() else [])
         proc = _train(cmd + fresh, args)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"The {spec} run with seed {seed} failed: {tail}")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    result = {"preset": spec, "seed": seed, "folder": str(out), **summary}
-    done.write_text(json.dumps({"budget": budget, "result": result}, indent=2) + "\n", encoding="utf-8")
+    result = {"preset": spec, "seed": seed, "folder": str(out), "lr": lr, **summary}
+    (out / RESULT_NAME).write_text(json.dumps({"budget": budget, "result": result}, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _finished(out: Path, budget: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a run that finished before on the same budget (results written before the budget named
+    its lr count when the run's own run.json says it trained at that lr), else None."""
+    try:
+        previous = json.loads((out / RESULT_NAME).read_text(encoding="utf-8"))
+        same = previous["budget"] == budget
+        if not same and "lr" not in previous["budget"]:
+            trained = json.loads((out / "run.json").read_text(encoding="utf-8")).get("lr")
+            same = {**previous["budget"], "lr": trained} == budget
+        return {**previous["result"], "lr": budget["lr"]} if same else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no result yet, or one that cannot be read: train (or resume) the run
 
 
 def _train(cmd: list[str], args: BenchArgs) -> subprocess.CompletedProcess:
@@ -129,9 +160,10 @@ def _train(cmd: list[str], args: BenchArgs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
-def _fresh_flags(args: BenchArgs, preset: str, fields: dict[str, Any], seed: int, steps: int) -> list[str]:
+def _fresh_flags(args: BenchArgs, preset: str, fields: dict[str, Any], seed: int, steps: int,
+                 lr: float) -> list[str]:
     cmd = ["--preset", preset, "--model", args.model, "--seed", str(seed),
-           "--max-steps", str(steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+           "--max-steps", str(steps), "--batch-size", str(args.batch_size), "--lr", str(lr),
            "--dropout", str(args.dropout), "--block-size", str(block_size_of(args)),
            "--eval-interval", str(max(1, steps // args.evals)), "--eval-batches", str(args.eval_batches),
            "--save-interval", str(steps), "--warmup-steps", str(max(1, min(100, steps // 10))),
@@ -155,7 +187,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for preset in dict.fromkeys(r["preset"] for r in runs):
         rs = [r for r in runs if r["preset"] == preset]
         row: dict[str, Any] = {"preset": preset, "seeds": [r["seed"] for r in rs],
-                               "parameters": rs[0]["parameters"]}
+                               "parameters": rs[0]["parameters"], "lr": rs[0].get("lr")}
         for key in ("tokens", "wall_time_s", "tokens_per_s", "peak_memory_mb", "val_nats_per_token",
                     "val_nats_per_char"):
             row[key], row[key + "_std"] = _mean_std([float(r[key]) for r in rs])
@@ -167,19 +199,49 @@ def markdown_table(rows: list[dict[str, Any]], args: BenchArgs, machine: str) ->
     budget = f"{args.max_time:.0f} s of wall-clock time" if args.max_time else f"{args.max_tokens:,} tokens"
     lines = [
         f"Budget per run: {budget}; model size `{args.model}`, context {block_size_of(args)}, batch "
-        f"{args.batch_size}, lr {args.lr}, dropout {args.dropout}, seeds {', '.join(map(str, args.seeds))}; "
-        f"validation on the held-out last 10% ({args.eval_batches} batches). Machine: {machine}.",
+        f"{args.batch_size}, lr {args.lr or 'each preset its own (RECIPES)'}, dropout {args.dropout}, seeds "
+        f"{', '.join(map(str, args.seeds))}; validation on the held-out last 10% ({args.eval_batches} batches). "
+        f"Machine: {machine}.",
         "",
-        "| preset | params | tokens | wall time (s) | tokens/s | peak mem (MB) | val nats/token | val nats/char |",
-        "|---|---|---|---|---|---|---|---|",
+        "| preset | lr | params | tokens | wall time (s) | tokens/s | peak mem (MB) | val nats/token | val nats/char |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['tokens']:,.0f} | {r['wall_time_s']:.0f} | "
+            f"| {r['preset']} | {r['lr'] if r.get('lr') is not None else '-'} | {r['parameters'] / 1e6:.2f}M | "
+            f"{r['tokens']:,.0f} | {r['wall_time_s']:.0f} | "
             f"{r['tokens_per_s']:,.0f} | {r['peak_memory_mb']:,.0f} | "
             f"{r['val_nats_per_token']:.3f} ± {r['val_nats_per_token_std']:.3f} | "
             f"{r['val_nats_per_char']:.3f} ± {r['val_nats_per_char_std']:.3f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def paired(runs: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+    """Each row against `reference` seed by seed: val nats/char (row - reference) per shared seed, their mean and
+    spread, and whether the row is lower on every seed (the seeds share the data order, so pairs are steadier
+    than either row's own spread)."""
+    ref = {r["seed"]: r["val_nats_per_char"] for r in runs if r["preset"] == reference}
+    out = []
+    for preset in dict.fromkeys(r["preset"] for r in runs if r["preset"] != reference):
+        diffs = {r["seed"]: r["val_nats_per_char"] - ref[r["seed"]] for r in runs
+                 if r["preset"] == preset and r["seed"] in ref}
+        if diffs:
+            mean, std = _mean_std(list(diffs.values()))
+            out.append({"preset": preset, "reference": reference, "differences": diffs, "mean": mean, "std": std,
+                        "lower_on_every_seed": all(d < 0 for d in diffs.values())})
+    return sorted(out, key=lambda p: p["mean"])
+
+
+def paired_table(pairs: list[dict[str, Any]], reference: str | None) -> str:
+    if not pairs:
+        return ""
+    lines = ["", f"Paired against `{reference}` (val nats/char, row minus reference, per seed; negative: the row "
+                 "is better):", "", "| row | per seed | mean ± spread | lower on every seed |", "|---|---|---|---|"]
+    for p in pairs:
+        seeds = ", ".join(f"{s}: {d:+.4f}" for s, d in sorted(p["differences"].items()))
+        lines.append(f"| {p['preset']} | {seeds} | {p['mean']:+.4f} ± {p['std']:.4f} | "
+                     f"{'yes' if p['lower_on_every_seed'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -252,9 +314,11 @@ def run_benchmark(args: BenchArgs, log=print) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(one, jobs))
     rows = aggregate(runs)
-    result = {"machine": machine, "args": args.__dict__, "summary": rows, "runs": runs}
+    reference = args.reference or ("classic_rope" if "classic_rope" in presets else None)
+    pairs = paired(runs, reference) if reference in presets else []
+    result = {"machine": machine, "args": args.__dict__, "summary": rows, "paired": pairs, "runs": runs}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(markdown_table(rows, args, machine))
+    (out / "results.md").write_text(markdown_table(rows, args, machine) + paired_table(pairs, reference))
     plots = plot_comparison(runs, rows, out)
     best_wave = next((r for r in rows if not r["preset"].startswith("classic")), None)
     if best_wave is not None:

@@ -22,8 +22,8 @@ MODEL_TYPE_PREFIX = "wavegpt."  # config.json says "wavegpt.wave": a type no oth
 FOREIGN_KEYS = "foreign_keys"  # extra[...]: config.json keys other tools added, written back as they were
 KERNELS = ("elu_plus_one", "sigmoid", "exp")
 MODES = ("quadratic", "linear")
-ACTIVATIONS = ("sin", "gelu_sin", "gelu")
-OPTIMIZERS = ("adamw", "rgd")
+ACTIVATIONS = ("sin", "gelu_sin", "gelu", "relu2")
+OPTIMIZERS = ("adamw", "rgd", "muon")
 LOSSES = ("ce", "qfe")
 # Where position enters: "embedding" = a table (classic) or a phase rotated into every token's
 # wave packet (the seed-faithful wave model); "rotary" = a relative phase rotation of the query
@@ -32,10 +32,15 @@ LOSSES = ("ce", "qfe")
 POSITIONS = ("embedding", "rotary", "none")
 TEMPERATURE_INITS = ("sqrt_waves", "inv_sqrt_waves")
 AMPLITUDE_INITS = ("unit", "small")
+SCORINGS = ("default", "cosine", "dot")  # default: cosine (interference attention), dot products (classic)
+EMBEDDINGS = ("packet", "table")  # the wave model's token embedding: wave packets, or a plain lookup table
 # What a config.json written before a field existed meant by it: loading an old checkpoint
 # fills missing fields from here, so it builds the same model and gives the same logits.
 LEGACY_DEFAULTS: dict[str, Any] = dict(position="embedding", temperature_init="sqrt_waves", amplitude_init="unit",
-                                       tie_head=False, wave_param_decay=True, wave_lr_scale=1.0)
+                                       tie_head=False, wave_param_decay=True, wave_lr_scale=1.0,
+                                       qk_waves=0, wave_floor_start=0.5, wave_floor_end=0.9, scalar_decay=True,
+                                       scoring="default", phase_offsets=True, head_norm=True, embedding="packet",
+                                       rgd_warmup_fraction=0.0)
 
 SIZES: dict[str, dict[str, int]] = {
     # tiny: the CPU size (a little larger than nanoGPT's CPU recipe of 4 x 128).
@@ -63,6 +68,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wave_network_modulation": dict(_WAVE, attention="wave_network_modulation", position="none",
                                     optimizer="adamw", loss="ce"),
 }
+
+# Each preset's tuned training recipe: what wavegpt-train and wavegpt-bench use unless a flag says otherwise,
+# recorded in run.json and config.json. Tuned by a learning-rate sweep at 2M tokens on tiny (docs/tuning.md);
+# a preset without an entry trains at DEFAULT_LR, the shared rate every preset used before the sweep.
+DEFAULT_LR = 2e-3
+RECIPES: dict[str, dict[str, Any]] = {
+    "baseline": dict(lr=4e-3),
+    "classic_rope": dict(lr=5e-3),
+}
+# The other interference presets differ from baseline only in optimizer and loss: they take its rate.
+for _name in ("full_physics", "rgd_only", "qfe_only"):
+    RECIPES[_name] = dict(RECIPES["baseline"])
+
+
+def recipe_of(preset: str) -> dict[str, Any]:
+    """The preset's tuned recipe (at least its peak learning rate `lr`)."""
+    return {"lr": DEFAULT_LR, **RECIPES.get(preset, {})}
 
 
 class ConfigError(ValueError):
@@ -93,6 +115,16 @@ class WaveGPTConfig:
     wave_param_decay: bool = True  # weight decay on wave parameters (frequencies, phases, ...)
     wave_lr_scale: float = 1.0  # learning rate of wave parameters relative to the rest
     mlp_hidden: int = 0  # 0 means 4 * d_model
+    qk_waves: int = 0  # interference attention's query/key waves per head; 0 means num_waves
+    # The bootstrap schedule: the wave share may not fall below a floor that moves linearly from
+    # wave_floor_start to wave_floor_end over the run (0 and 0: no floor; 0.5 and 0.5: held at 0.5).
+    wave_floor_start: float = 0.5
+    wave_floor_end: float = 0.9
+    scalar_decay: bool = True  # weight decay on interference attention's per-head temperature and phase offsets
+    scoring: str = "default"  # query-key scores: cosine over a learned temperature, or scaled dot products
+    phase_offsets: bool = True  # interference attention's learned per-wave phase offsets
+    head_norm: bool = True  # the collapse head's LayerNorm
+    embedding: str = "packet"  # the wave model's token embedding ("table": a plain lookup of width d_model)
     chunk_size: int = 64  # chunk length of linear attention's parallel (training) form
     # Training choices fixed by the preset (recorded so a checkpoint says how it was made).
     preset: str = "full_physics"
@@ -100,6 +132,7 @@ class WaveGPTConfig:
     loss: str = "qfe"
     resonance_strength: float = 0.3
     rgd_warmup_steps: int = 500
+    rgd_warmup_fraction: float = 0.0  # > 0: RGD's warmup is this fraction of the run's steps instead
     lambda_coherence: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: data, steps, val figures
 
@@ -110,11 +143,17 @@ class WaveGPTConfig:
     def hidden(self) -> int:
         return self.mlp_hidden or 4 * self.d_model
 
+    @property
+    def qk_width(self) -> int:
+        """Query/key waves per head of interference attention."""
+        return self.qk_waves or self.num_waves
+
     def validate(self) -> None:
         check_field_types(self)
         choices = dict(model_type=MODEL_TYPES, attention=ATTENTIONS, kernel=KERNELS, mode=MODES,
                        activation=ACTIVATIONS, optimizer=OPTIMIZERS, loss=LOSSES, position=POSITIONS,
-                       temperature_init=TEMPERATURE_INITS, amplitude_init=AMPLITUDE_INITS)
+                       temperature_init=TEMPERATURE_INITS, amplitude_init=AMPLITUDE_INITS, scoring=SCORINGS,
+                       embedding=EMBEDDINGS)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
@@ -124,6 +163,16 @@ class WaveGPTConfig:
                 raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}.")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+        if self.qk_waves < 0:
+            raise ConfigError(f"qk_waves must be 0 (= num_waves) or a positive integer, not {self.qk_waves}.")
+        for name in ("wave_floor_start", "wave_floor_end"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}.")
+        if not 0.0 <= self.rgd_warmup_fraction <= 1.0:
+            raise ConfigError(f"rgd_warmup_fraction must be in [0, 1], not {self.rgd_warmup_fraction}.")
+        if self.embedding == "table" and (self.model_type != "wave" or self.position == "embedding"):
+            raise ConfigError("embedding 'table' replaces the wave model's packets; it needs model_type 'wave' "
+                              "and position 'rotary' or 'none'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}.")
         if self.position == "rotary" and self.model_type == "wave" and MIXERS[self.attention].no_rotary:
@@ -151,7 +200,8 @@ class WaveGPTConfig:
         fields.update(overrides)
         config = cls(**fields)
         if "mlp_hidden" not in overrides:
-            config.mlp_hidden = matched_hidden(config)
+            parts = {k: SIZES[size][k] for k in PART_WIDTHS if k in SIZES[size]}
+            config.mlp_hidden = matched_hidden(config, reference=dict(parts, qk_waves=0))
         return config
 
     # --- serialisation -----------------------------------------------------------------
@@ -282,8 +332,10 @@ def parse_field_values(items: list[str], what: str = "--set") -> dict[str, Any]:
 
 
 def _interference_parameters(c: WaveGPTConfig) -> int:
-    d, nh, W = c.d_model, c.n_heads, c.num_waves
-    return 2 * (d * nh * W + nh * W) + 2 * nh * W + nh + 2 * (d * d + d)
+    d, nh, Q = c.d_model, c.n_heads, c.qk_width
+    offsets = 2 * nh * Q if c.phase_offsets else 0
+    temperature = 0 if c.scoring == "dot" else nh
+    return 2 * (d * nh * Q + nh * Q) + offsets + temperature + 2 * (d * d + d)
 
 
 def _pure_wave_parameters(c: WaveGPTConfig) -> int:
@@ -321,28 +373,39 @@ def count_parameters(config: WaveGPTConfig) -> int:
     d, v, L = config.d_model, config.vocab_size, config.n_layers
     ln = 2 * d
     mlp = d * config.hidden + config.hidden + config.hidden * d + d
+    head_norm = ln if config.head_norm else 0
     if config.model_type == "classic":
-        attn = d * 3 * d + 3 * d + d * d + d
+        attn = d * 3 * d + 3 * d + d * d + d + (config.n_heads if config.scoring == "cosine" else 0)
         table = config.block_size * d if config.position == "embedding" else 0
-        return v * d + table + L * (attn + mlp + 2 * ln) + ln
+        return v * d + table + L * (attn + mlp + 2 * ln) + head_norm
     if config.attention not in MIXERS:
         raise ConfigError(f"attention must be one of {', '.join(MIXERS)}, not {config.attention!r}.")
     W, H = config.num_waves, config.num_harmonics
-    emb = v * (2 * W + W * H) + 2 * W * H * d + d + ln
-    if config.position == "embedding":
-        emb += W * H  # the learned positional phase rates
-    if config.bootstrap_embedding:
-        emb += v * d + 1
+    if config.embedding == "table":
+        emb = v * d + ln
+    else:
+        emb = v * (2 * W + W * H) + 2 * W * H * d + d + ln
+        if config.position == "embedding":
+            emb += W * H  # the learned positional phase rates
+        if config.bootstrap_embedding:
+            emb += v * d + 1
     attn = MIXERS[config.attention].parameters(config)
-    head = ln + (0 if config.tie_head else d * v)
+    head = head_norm + (0 if config.tie_head else d * v)
     return emb + L * (attn + mlp + 2 * ln) + head
 
 
-def matched_hidden(config: WaveGPTConfig) -> int:
-    """MLP width (0 = the default 4 x d_model) that gives any variant the parameter count of
-    the default wave model of the same shape."""
+# Fields that widen or narrow one part of the model without changing its shape (width, depth, heads,
+# vocabulary, context): a variant that changes one is re-matched to the size's own widths.
+PART_WIDTHS = ("num_waves", "num_harmonics", "qk_waves")
+
+
+def matched_hidden(config: WaveGPTConfig, reference: dict[str, Any] | None = None) -> int:
+    """MLP width (0 = the default 4 x d_model) that gives any variant the parameter count of the
+    default wave model of the same shape (with `reference`'s part widths, e.g. the size's num_waves,
+    where the variant changed them)."""
     wave = dataclasses.replace(config, **PRESETS["baseline"], preset="baseline", bootstrap_embedding=True,
-                               tie_head=False, mlp_hidden=0)
+                               tie_head=False, mlp_hidden=0, scoring="default", phase_offsets=True, head_norm=True,
+                               embedding="packet", **(reference or {}))
     target = count_parameters(wave)
     if count_parameters(dataclasses.replace(config, mlp_hidden=0)) == target:
         return 0

@@ -34,13 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     src.add_argument("--data", help="a local text file or folder instead")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
     p.add_argument("--block-size", type=int, help="context length (default: the size's)")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--lr", type=float, help="peak learning rate of every row (default: each row's preset's tuned "
+                                            "rate, wavegpt.config.RECIPES; a row's own +lr=VALUE wins)")
     p.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout (default {d.dropout})")
     p.add_argument("--eval-batches", type=int, default=d.eval_batches, help="validation batches per evaluation")
     p.add_argument("--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS)")
     p.add_argument("--jobs", type=int, default=d.jobs, help="runs trained at the same time (default 1)")
     p.add_argument("--no-controls", dest="controls", action="store_false",
                    help="do not add the two controls (classic, classic_rope) to the rows")
+    p.add_argument("--reference", metavar="ROW",
+                   help="the row every other is paired against seed by seed (default classic_rope when it runs)")
     p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
     ns = p.parse_args(argv)
     args = BenchArgs(**{k: v for k, v in vars(ns).items() if v is not None})

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grad-accum", type=int,
                    help="micro-batches per optimizer step (default: accelerate launch's --gradient_accumulation_steps, "
                         "else 1)")
-    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's tuned rate, "
+                                            "wavegpt.config.RECIPES; 2e-3 for a preset without one)")
     p.add_argument("--warmup-steps", type=int,
                    help=f"linear warmup steps before cosine decay (default {d.warmup_steps})")
     p.add_argument("--weight-decay", type=float, help=f"decoupled weight decay on matrices (default {d.weight_decay})")

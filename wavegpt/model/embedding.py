@@ -124,3 +124,22 @@ class ClassicEmbedding(nn.Module):
             return x
         pos = torch.arange(start_pos, start_pos + idx.shape[1], device=idx.device)
         return x + self.position(pos)
+
+
+class TableEmbedding(ClassicEmbedding):
+    """The ablation of the wave packets (config.embedding "table"): a plain lookup table of width
+    d_model, then the packet embedding's LayerNorm; position stays in the interference."""
+
+    bootstrap = None
+    position_rate = None
+    impl = "fast"
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__(config)
+        self.norm = nn.LayerNorm(config.d_model)
+
+    def wave_share(self) -> float:
+        return 0.0
+
+    def forward(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        return self.norm(super().forward(idx, start_pos))

@@ -15,7 +15,7 @@ from ..config import WaveGPTConfig
 from ..hub import push
 from ..sampling import SamplingSettings, sample_steps
 from .cache import DecodeCache, LayerCache, MixerWeights
-from .embedding import ClassicEmbedding, WavePacketEmbedding
+from .embedding import ClassicEmbedding, TableEmbedding, WavePacketEmbedding
 from .mixers import build_mixer
 from .mlp import ResonanceMLP
 
@@ -53,7 +53,7 @@ class CollapseHead(nn.Module):
 
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
-        self.norm = nn.LayerNorm(config.d_model)
+        self.norm = nn.LayerNorm(config.d_model) if config.head_norm else nn.Identity()
         self.proj = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,10 @@ class WaveGPT(nn.Module):
         super().__init__()
         self.config = config
         wave = config.model_type == "wave"
-        self.embedding = WavePacketEmbedding(config) if wave else ClassicEmbedding(config)
+        if wave and config.embedding == "table":
+            self.embedding = TableEmbedding(config)
+        else:
+            self.embedding = WavePacketEmbedding(config) if wave else ClassicEmbedding(config)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.head = CollapseHead(config)

@@ -20,7 +20,12 @@ def gelu_sin_activation(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x) + 0.1 * torch.sin(x)
 
 
-ACTIVATIONS = {"sin": sin_activation, "gelu_sin": gelu_sin_activation, "gelu": F.gelu}
+def relu2_activation(x: torch.Tensor) -> torch.Tensor:
+    """relu(x)^2, the MLP of the modded-nanogpt speedrun."""
+    return F.relu(x).square()
+
+
+ACTIVATIONS = {"sin": sin_activation, "gelu_sin": gelu_sin_activation, "gelu": F.gelu, "relu2": relu2_activation}
 
 
 class ResonanceMLP(nn.Module):

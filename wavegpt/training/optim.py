@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from ..args import TrainArgs
-from ..config import WaveGPTConfig
+from ..config import DEFAULT_LR, WaveGPTConfig
 from ..model.gpt import is_wave_parameter
 from ..physics import RGD, QFELoss
 
@@ -37,9 +37,15 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def wave_share_floor(step: int, max_steps: int) -> float:
-    """The bootstrap schedule: the wave share may not fall below 0.5 -> 0.9 over the run."""
-    return 0.5 + 0.4 * min(1.0, step / max(1, max_steps))
+def wave_share_floor(step: int, max_steps: int, start: float = 0.5, end: float = 0.9) -> float:
+    """The bootstrap schedule: the wave share may not fall below a floor moving from start to end over the run
+    (the config's wave_floor_start / wave_floor_end; 0.5 -> 0.9 is the seed-faithful schedule)."""
+    return start + (end - start) * min(1.0, step / max(1, max_steps))
+
+
+# Interference attention's per-head temperature and phase offsets: stored as broadcastable (H, 1, W) and
+# (H, 1, 1) tensors, not matrices; `scalar_decay` false keeps weight decay off them.
+ATTENTION_SCALARS = ("log_temperature", "q_phase", "k_phase")
 
 
 def decay_groups(named: NamedParameters, weight_decay: float,
@@ -52,10 +58,12 @@ def decay_groups(named: NamedParameters, weight_decay: float,
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: torch.nn.Module, *, lr: float = TrainArgs.lr, weight_decay: float = TrainArgs.weight_decay,
-                    betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.Optimizer:
-    """Weight decay on matrices only (as in nanoGPT); RGD or AdamW as the model's config says
-    (`optimizer`, with RGD's `resonance_strength` and `rgd_warmup_steps`).
+def build_optimizer(model: torch.nn.Module, *, lr: float = DEFAULT_LR, weight_decay: float = TrainArgs.weight_decay,
+                    betas: tuple[float, float] = (0.9, 0.95), max_steps: int | None = None) -> torch.optim.Optimizer:
+    """Weight decay on matrices only (as in nanoGPT); RGD, AdamW or Muon as the model's config says
+    (`optimizer`, with RGD's `resonance_strength` and its warmup: `rgd_warmup_fraction` of `max_steps`
+    when both are set, else `rgd_warmup_steps`). `scalar_decay` false exempts the attention's per-head
+    temperature and phase offsets from weight decay.
 
     The wave parameters (frequencies, phases, amplitudes, phase offsets, temperatures) get a
     group of their own when the config asks for a different learning rate (`wave_lr_scale`)
@@ -66,14 +74,60 @@ def build_optimizer(model: torch.nn.Module, *, lr: float = TrainArgs.lr, weight_
     named = list(model.named_parameters())
     separate = c.wave_lr_scale != 1.0 or not c.wave_param_decay
     wave = [p for n, p in named if separate and is_wave_parameter(n)]
-    groups = decay_groups([(n, p) for n, p in named if not (separate and is_wave_parameter(n))], weight_decay)
+    scalars = (lambda name: False) if c.scalar_decay else (lambda name: name.rsplit(".", 1)[-1] in ATTENTION_SCALARS)
+    groups = decay_groups([(n, p) for n, p in named if not (separate and is_wave_parameter(n))], weight_decay,
+                          exempt=scalars)
     if wave:
         decay = weight_decay if c.wave_param_decay else 0.0
         groups.append({"params": wave, "weight_decay": decay, "lr_scale": c.wave_lr_scale})
     if c.optimizer == "rgd":
-        return RGD(groups, lr=lr, betas=betas, resonance_strength=c.resonance_strength,
-                   warmup_steps=c.rgd_warmup_steps)
+        warmup = c.rgd_warmup_steps
+        if c.rgd_warmup_fraction > 0 and max_steps:
+            warmup = max(1, round(c.rgd_warmup_fraction * max_steps))
+        return RGD(groups, lr=lr, betas=betas, resonance_strength=c.resonance_strength, warmup_steps=warmup)
+    if c.optimizer == "muon":
+        hidden = {id(p) for n, p in named if is_hidden_matrix(n, p)}
+        return MuonAdamW(groups, hidden, lr=lr, betas=betas, weight_decay=weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
+    """What Muon orthogonalises: the 2-D weights inside the blocks (attention and MLP projections); the
+    embeddings, the head, gains, biases and wave parameters stay with AdamW, as in the modded-nanogpt speedrun."""
+    return p.dim() == 2 and name.startswith("blocks.") and name.endswith(".weight") and not is_wave_parameter(name)
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """torch.optim.Muon on the hidden matrices and AdamW on every other parameter, as one optimizer: one
+    param_groups list for the schedule, one state_dict for checkpoints. Muon's update is scaled to AdamW's
+    RMS (adjust_lr_fn "match_rms_adamw"), so both share the learning rate and the weight decay."""
+
+    def __init__(self, groups: list[dict], hidden: set[int], *, lr: float, betas: tuple[float, float],
+                 weight_decay: float):
+        muon = [p for g in groups for p in g["params"] if id(p) in hidden]
+        rest = [dict(g, params=[p for p in g["params"] if id(p) not in hidden]) for g in groups]
+        self.muon = torch.optim.Muon(muon, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+        self.adamw = torch.optim.AdamW([g for g in rest if g["params"]], lr=lr, betas=betas)
+        super().__init__([p for g in groups for p in g["params"]], dict(lr=lr))
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = self.muon.step(closure)
+        self.adamw.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.muon.zero_grad(set_to_none)
+        self.adamw.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups
 
 
 def build_loss(config: WaveGPTConfig) -> QFELoss | None:

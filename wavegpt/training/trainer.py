@@ -120,7 +120,9 @@ def _config_and_corpus(args: TrainArgs, accelerator: Accelerator, out: Path,
                          f"{args.batch_size * config.block_size:,} tokens per micro-batch, more than the whole "
                          f"training split ({len(corpus.train):,} tokens); lower --batch-size.")
     extra = {"data": corpus.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val),
-             "machine": machine_description(), "tokenizer_vocab_sha256": corpus.tokenizer.vocab_sha256}
+             "machine": machine_description(), "tokenizer_vocab_sha256": corpus.tokenizer.vocab_sha256,
+             "recipe": {"lr": args.lr, "warmup_steps": args.warmup_steps, "weight_decay": args.weight_decay,
+                        "min_lr_ratio": args.min_lr_ratio, "batch_size": args.batch_size}}
     return dataclasses.replace(config, vocab_size=corpus.tokenizer.vocab_size, extra=extra), corpus
 
 
@@ -132,7 +134,7 @@ def _set_up(args: TrainArgs, accelerator: Accelerator, out: Path) -> Run:
     model = WaveGPT(config)
     if accelerator.process_index > 0:  # each process its own dropout
         set_seed(args.seed + accelerator.process_index)
-    optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay, max_steps=args.max_steps)
     data_rng = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index)
     state = TrainState()
     legacy = resumed is not None and not (out / "checkpoint" / ACCELERATE_STATE).is_dir()
@@ -208,10 +210,12 @@ def _apply_step(run: Run, step: int) -> None:
         run.accelerator.clip_grad_norm_(run.model.parameters(), run.args.grad_clip)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    if run.config.model_type == "wave" and run.config.bootstrap_embedding:
-        floor = wave_share_floor(step + 1, run.args.max_steps)
-        with torch.no_grad():
-            run.raw.embedding.wave_ratio.clamp_(min=math.log(floor / (1 - floor)))
+    c = run.config
+    if c.model_type == "wave" and c.bootstrap_embedding and c.embedding == "packet":
+        floor = wave_share_floor(step + 1, run.args.max_steps, c.wave_floor_start, c.wave_floor_end)
+        if floor > 0:
+            with torch.no_grad():
+                run.raw.embedding.wave_ratio.clamp_(min=math.log(floor / (1 - floor)))
 
 
 def _skip_step(run: Run, step: int, bad_in_row: int) -> None:

@@ -29,13 +29,17 @@ class InterferenceAttention(SoftmaxMixer):
 
     def __init__(self, config: WaveGPTConfig):
         super().__init__()
-        nh, W, d = config.n_heads, config.num_waves, config.d_model
+        nh, W, d = config.n_heads, config.qk_width, config.d_model
         self.n_heads, self.dropout = nh, config.dropout
         self.q_proj, self.k_proj = nn.Linear(d, nh * W), nn.Linear(d, nh * W)
-        self.q_phase = nn.Parameter(torch.zeros(nh, 1, W))
-        self.k_phase = nn.Parameter(torch.zeros(nh, 1, W))
-        sign = 1.0 if config.temperature_init == "sqrt_waves" else -1.0
-        self.log_temperature = nn.Parameter(torch.full((nh, 1, 1), sign * 0.5 * math.log(W)))
+        self.q_phase = self.k_phase = self.log_temperature = None
+        if config.phase_offsets:
+            self.q_phase = nn.Parameter(torch.zeros(nh, 1, W))
+            self.k_phase = nn.Parameter(torch.zeros(nh, 1, W))
+        self.dot_scale = W**-0.5 if config.scoring == "dot" else None  # the ablation: scaled dot products
+        if self.dot_scale is None:
+            sign = 1.0 if config.temperature_init == "sqrt_waves" else -1.0
+            self.log_temperature = nn.Parameter(torch.full((nh, 1, 1), sign * 0.5 * math.log(W)))
         self.v_proj, self.out = nn.Linear(d, d), nn.Linear(d, d)
         self.resid_drop = nn.Dropout(config.dropout)
         self.rotary_base = config.rope_base if config.position == "rotary" else None
@@ -47,11 +51,15 @@ class InterferenceAttention(SoftmaxMixer):
         weight, bias = self._fused_projection(cache)
         n = self.q_proj.out_features
         q, k, v = F.linear(x, weight, bias).split([n, n, self.v_proj.out_features], dim=-1)
-        q = F.normalize(self._heads(q, B, T) + self.q_phase, dim=-1)
-        k = F.normalize(self._heads(k, B, T) + self.k_phase, dim=-1)
+        q, k = self._heads(q, B, T), self._heads(k, B, T)
+        if self.q_phase is not None:
+            q, k = q + self.q_phase, k + self.k_phase
+        if self.dot_scale is None:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         if self.rotary_base is not None:
             q, k = apply_rotary_pair(q, k, start_pos, self.rotary_base)
-        return q * torch.exp(-self.log_temperature), k, self._heads(v, B, T)
+        scale = self.dot_scale if self.dot_scale is not None else torch.exp(-self.log_temperature)
+        return q * scale, k, self._heads(v, B, T)
 
     def _fused_projection(self, cache: LayerCache | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One matrix product for the three projections (they stay three modules in the checkpoint);
