@@ -77,7 +77,8 @@ def test_classic_rope_has_no_position_table_and_matches_the_parameter_count():
     model = WaveGPT(config)
     assert model.embedding.position is None
     wave = WaveGPT(WaveGPTConfig.from_preset("tiny", "full_physics")).num_parameters()
-    assert abs(model.num_parameters() - wave) / wave < 2e-4
+    unit = config.n_layers * (2 * config.d_model + 1)  # the MLP width moves a count in these steps
+    assert abs(model.num_parameters() - wave) <= unit  # each within half a unit of the size's budget
 
 
 def test_pure_wave_attention_refuses_rotary_in_one_sentence():

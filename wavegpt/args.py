@@ -18,7 +18,7 @@ NOT_RESUMED = ("resume", "overwrite", "stop_at")
 
 @dataclass
 class TrainArgs:
-    preset: str = "full_physics"
+    preset: str = "baseline"  # the best wave preset at its tuned rate (docs/tuning.md)
     model: str = "tiny"
     dataset: str | None = "shakespeare"
     data: str | None = None

@@ -43,12 +43,19 @@ LEGACY_DEFAULTS: dict[str, Any] = dict(position="embedding", temperature_init="s
                                        rgd_warmup_fraction=0.0)
 
 SIZES: dict[str, dict[str, int]] = {
-    # tiny: the CPU size (a little larger than nanoGPT's CPU recipe of 4 x 128).
-    "tiny": dict(d_model=192, n_layers=4, n_heads=4, num_waves=24, num_harmonics=3, block_size=128),
+    # tiny: the CPU size (a little larger than nanoGPT's CPU recipe of 4 x 128). Its wave count is its head size
+    # (192 / 4 = 48, as at small and medium), so interference attention compares q/k as wide as the transformer's;
+    # wavegpt 0.2's tiny had 24 (`--set num_waves=24` reproduces it; docs/tuning.md has the measurement).
+    "tiny": dict(d_model=192, n_layers=4, n_heads=4, num_waves=48, num_harmonics=3, block_size=128),
     "small": dict(d_model=384, n_layers=8, n_heads=8, num_waves=48, num_harmonics=4, block_size=256),
     "medium": dict(d_model=512, n_layers=10, n_heads=8, num_waves=64, num_harmonics=4, block_size=256),
     "large": dict(d_model=768, n_layers=12, n_heads=12, num_waves=96, num_harmonics=4, block_size=512),
 }
+
+# The parameter budget of a size: every preset of the size is matched (through its MLP width) to the default
+# wave model built with these part widths. tiny keeps 0.2's budget (2.18M, 24 waves), so its 48-wave default
+# narrows its MLP to fit and every tiny figure published stays comparable.
+BUDGET_WIDTHS: dict[str, dict[str, int]] = {"tiny": dict(num_waves=24)}
 
 _WAVE = dict(model_type="wave", activation="sin", position="rotary", amplitude_init="small")
 _PURE = dict(_WAVE, attention="pure_wave", position="none", bootstrap_embedding=False, optimizer="rgd", loss="qfe")
@@ -201,7 +208,7 @@ class WaveGPTConfig:
         config = cls(**fields)
         if "mlp_hidden" not in overrides:
             parts = {k: SIZES[size][k] for k in PART_WIDTHS if k in SIZES[size]}
-            config.mlp_hidden = matched_hidden(config, reference=dict(parts, qk_waves=0))
+            config.mlp_hidden = matched_hidden(config, reference=dict(parts, qk_waves=0, **BUDGET_WIDTHS.get(size, {})))
         return config
 
     # --- serialisation -----------------------------------------------------------------
