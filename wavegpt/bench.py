@@ -119,8 +119,8 @@ def run_one(args: BenchArgs, spec: str, seed: int) -> dict[str, Any]:
     budget = {"steps": steps, "batch_size": args.batch_size, "block_size": block_size_of(args),
               "max_time": args.max_time, "fields": fields, "model": args.model, "lr": lr}
     previous = _finished(out, budget)
-    if previous is not None:
-        return previous
+    if previous is not None:  # named by this row and folder (a folder copied or renamed keeps its result)
+        return {**previous, "preset": spec, "folder": str(out)}
     resume = (out / "checkpoint").is_dir() and (out / "run.json").is_file()
     cmd = [sys.executable, "-m", "wavegpt.cli.train", "--out", str(out), "--no-progress"]
     if resume:

@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_LR = 2e-3
 RECIPES: dict[str, dict[str, Any]] = {
     "baseline": dict(lr=4e-3),
-    "classic_rope": dict(lr=5e-3),
+    "classic_rope": dict(lr=4e-3),
 }
 # The other interference presets differ from baseline only in optimizer and loss: they take its rate.
 for _name in ("full_physics", "rgd_only", "qfe_only"):
