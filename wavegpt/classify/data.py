@@ -38,7 +38,7 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
         raise ClassifyError(f"{path} is not a file.")
     try:
         if fmt == "csv":
-            with path.open(newline="", encoding="utf-8") as f:
+            with path.open(newline="", encoding="utf-8-sig") as f:
                 sample = f.read(8192)
                 f.seek(0)
                 delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -47,7 +47,7 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
                 return list(csv.DictReader(f, delimiter=delimiter))
         if fmt == "jsonl":
             rows = []
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:
                 for n, line in enumerate(f, 1):
                     if line.strip():
                         try:

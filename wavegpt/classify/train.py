@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..tokenizer import WaveTokenizer
+from ..validation import MAX_SEED, MAX_VOCAB, real, whole
 from ..training.optim import cosine_lr, decay_groups, set_lr
 from .common import RUN_MARKER, VARIANTS, ClassifyError, batch, encode, require_extra
 from .data import TextData
@@ -52,6 +53,25 @@ class TrainSettings:
     dropout: float = 0.1
     threads: int = 0
 
+    def __post_init__(self) -> None:
+        """Every flag's range, checked when the settings are made, in one sentence naming the flag."""
+        if self.variant not in VARIANTS:
+            raise ClassifyError(f"--variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}.")
+        whole(self.max_steps, "max_steps", 0, 10**9)
+        real(self.epochs, "epochs", 0.0, 10**6, low_open=True)
+        whole(self.batch_size, "batch_size", 1, 10**6)
+        real(self.lr, "lr", 0.0, low_open=True)
+        real(self.weight_decay, "weight_decay", 0.0)
+        whole(self.seed, "seed", 0, MAX_SEED)
+        whole(self.vocab_size, "vocab_size", 300, MAX_VOCAB)  # 256 bytes plus merges
+        whole(self.d_model, "d_model", 1, 16384)
+        whole(self.ffn_hidden, "ffn_hidden", 1, 262144)
+        whole(self.max_len, "max_len", 1, 65536)
+        real(self.dropout, "dropout", 0.0, 1.0)
+        if self.dropout >= 1.0:
+            raise ClassifyError(f"--dropout must be a number in [0, 1), not {self.dropout!r}.")
+        whole(self.threads, "threads", 0, 1024)
+
 
 def _label_space(data: TextData) -> tuple[list[Any], list[str]]:
     values = set(data.labels)
@@ -72,17 +92,7 @@ def _label_space(data: TextData) -> tuple[list[Any], list[str]]:
 def train_classifier(data: TextData, settings: TrainSettings, out: Path, overwrite: bool = False,
                      log=print) -> dict[str, Any]:
     """Tokenizer on the training texts, model, AdamW with warmup + cosine, evaluation, outputs."""
-    if settings.variant not in VARIANTS:
-        raise ClassifyError(f"--variant must be one of {', '.join(VARIANTS)}, not {settings.variant!r}.")
-    for name in ("batch_size", "vocab_size", "d_model", "ffn_hidden", "max_len"):
-        if getattr(settings, name) < 1:
-            raise ClassifyError(f"--{name.replace('_', '-')} must be at least 1.")
-    if settings.max_steps < 0 or settings.epochs <= 0:
-        raise ClassifyError("--max-steps must be 0 or more and --epochs more than 0.")
-    if settings.vocab_size < 300:
-        raise ClassifyError("--vocab-size must be at least 300 (256 bytes plus merges).")
-    if not settings.lr > 0:
-        raise ClassifyError("--lr must be more than 0.")
+    settings.__post_init__()  # a TrainSettings changed after it was made is checked again
     require_extra("matplotlib")  # the confusion matrix, before minutes of training
     labels, names = _label_space(data)
     index = {v: i for i, v in enumerate(labels)}

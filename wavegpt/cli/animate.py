@@ -87,7 +87,9 @@ def run(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     # OSError: e.g. ffmpeg failed or the disk filled up; no file is left at the output
-    with run_command(also=[(OSError, lambda e: f"writing the video failed ({e}).", 1)]):
+    from ..validation import describe_os_error
+
+    with run_command(also=[(OSError, lambda e: f"writing the video failed ({describe_os_error(e)}).", 1)]):
         run(argv)
 
 
