@@ -10,6 +10,7 @@ built on it, and a model here is anything with `config`, `state_dict()` and `tie
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, WaveGPTConfig
+from .config import ConfigError, WaveGPTConfig, count_parameters
 from .hub import HubError, download, is_repo_id
 from .ownership import CARRIED_FILES, MODEL_FILES, check_model_target, is_model_folder, replaceable_model_folder
 from .tokenizer import WaveTokenizer
@@ -173,6 +174,29 @@ def _upgrade_legacy_tensors(tensors: dict[str, torch.Tensor],
     """Checkpoints from before FSDP support hold `embedding.wave_ratio` as a 0-d tensor; it is now shape (1,)."""
     return {k: (v.reshape(1) if v.dim() == 0 and k in expected and expected[k].shape == (1,) else v)
             for k, v in tensors.items()}
+
+
+def check_weights_header(folder: Path, config: WaveGPTConfig) -> None:
+    """model.safetensors' header (names and shapes; nothing is read or allocated) against the model config.json
+    describes, before that model is built: a vocab_size of 4 million beside weights for 1,024 tokens is one
+    sentence, not an 8 GB allocation. The exact shapes are compared again when the weights are read."""
+    from safetensors import safe_open
+
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.")
+    try:
+        with safe_open(str(path), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
+    stored = sum(math.prod(s) for s in shapes.values())
+    described = count_parameters(config)
+    if stored != described:
+        table = next((s for k, s in shapes.items() if k.endswith("amplitudes") or k.endswith("token.weight")), None)
+        vocab = f" (vocab_size {config.vocab_size:,}; the weights' table has {table[0]:,} rows)" if table else ""
+        raise CheckpointError(f"{path} holds {stored:,} weights but config.json describes a model of "
+                              f"{described:,}{vocab}; config.json and the weights do not belong together.")
 
 
 def read_weights(folder: Path, expected: dict[str, torch.Tensor],

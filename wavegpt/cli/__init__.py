@@ -62,13 +62,25 @@ def add_sampling_arguments(p: argparse.ArgumentParser, seed_default: int | None 
                        help=f"random seed; the same seed gives the same tokens (default {seed_default})")
 
 
-def sampling_settings(args: argparse.Namespace, max_new_tokens: int, **fields):
+def sampling_settings(args: argparse.Namespace, max_new_tokens: int, flags: dict[str, str] | None = None,
+                      **fields):
     """SamplingSettings from the flags add_sampling_arguments added (top-k 0 means off), plus command-specific
     fields; a ValueError names the wrong value in one sentence."""
 
-    return SamplingSettings(max_new_tokens=max_new_tokens, temperature=args.temperature,
-                            top_k=None if args.top_k == 0 else args.top_k, top_p=args.top_p,
-                            repetition_penalty=args.repetition_penalty, seed=args.seed, **fields)
+    try:
+        return SamplingSettings(max_new_tokens=max_new_tokens, temperature=args.temperature,
+                                top_k=None if args.top_k == 0 else args.top_k, top_p=args.top_p,
+                                repetition_penalty=args.repetition_penalty, seed=args.seed, **fields)
+    except ValueError as e:  # "top_p must be ..." as the flag the user typed: "--top-p must be ..."
+        raise ValueError(as_flag(str(e), flags)) from None
+
+
+def as_flag(message: str, flags: dict[str, str] | None = None) -> str:
+    """A message that starts with a field name (`top_p must be ...`), starting with its flag instead."""
+    field, _, rest = message.partition(" ")
+    if not rest or not field.replace("_", "").isalpha() or not field.islower():
+        return message
+    return f"{(flags or {}).get(field, '--' + field.replace('_', '-'))} {rest}"
 
 
 def checkpoint_or_shipped(given: str | None) -> str | Path:

@@ -66,7 +66,7 @@ def run(argv: list[str] | None = None) -> None:
     # Everything that needs no model is checked before the (slow) checkpoint load.
     size = parse_size(args.size)
     check_render_args(args.tokens, args.fps, args.frames_per_token, size)
-    settings = sampling_settings(args, args.tokens)
+    settings = sampling_settings(args, args.tokens, flags={"max_new_tokens": "--tokens"})
     check_prompt_text(args.prompt)
     output = check_output(args.output)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
