@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..hub import HubError, bounded
 from .common import HELD_OUT_FRACTION, ClassifyError, _first_line, require_extra
 
 LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -136,7 +137,9 @@ def load_hf(name: str, text_column: str = "text", label_column: str = "label") -
         if Path(name).is_dir() and any(p.is_file() for p in saved):
             ds = datasets.load_from_disk(name)
         else:
-            ds = datasets.load_dataset(name)
+            ds = bounded(lambda: datasets.load_dataset(name), f"loading the dataset {name}")
+    except HubError:
+        raise
     except FileNotFoundError as e:
         raise ClassifyError(f"The dataset {name!r} was not found ({_first_line(e)}).") from None
     except Exception as e:  # network, hub and format errors come as many types

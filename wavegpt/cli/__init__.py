@@ -214,6 +214,20 @@ def run_command(errors: ErrorTypes | None = None, *,
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        _leave_abandoned_network_calls()
+
+
+def _leave_abandoned_network_calls() -> None:
+    """A Hub call given up at its deadline may still hold threads that wait on the silent endpoint (and that
+    the interpreter would join at exit): a command then ends at once, its message already printed."""
+    from .. import hub
+
+    if hub.ABANDONED and __name__ != "__main__":
+        exc = sys.exc_info()[1]
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 2
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _quiet_stdout_at_exit(e: OSError) -> None:
