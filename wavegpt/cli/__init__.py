@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import generation
+from .. import generation, hub
 from ..data import DataError, DataWarning
 from ..sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, SamplingSettings
+from ..validation import describe_os_error
 
 ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 INTERRUPTED = "\nerror: interrupted."
@@ -128,8 +129,6 @@ def describe_failure(e: BaseException) -> tuple[str, int]:
     named as such; a write torch could not finish, too; anything else is a bug to report."""
     import errno
 
-    from ..validation import describe_os_error
-
     try:
         import torch
 
@@ -220,8 +219,6 @@ def run_command(errors: ErrorTypes | None = None, *,
 def _leave_abandoned_network_calls() -> None:
     """A Hub call given up at its deadline may still hold threads that wait on the silent endpoint (and that
     the interpreter would join at exit): a command then ends at once, its message already printed."""
-    from .. import hub
-
     if hub.ABANDONED and __name__ != "__main__":
         exc = sys.exc_info()[1]
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 2

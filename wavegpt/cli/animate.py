@@ -20,6 +20,7 @@ import sys
 
 from ..extras import require
 from ..generation import check_prompt_text, load_for_generation
+from ..validation import describe_os_error
 from ..viz.animation import (
     MAX_FPS,
     MAX_FRAMES_PER_TOKEN,
@@ -87,8 +88,6 @@ def run(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     # OSError: e.g. ffmpeg failed or the disk filled up; no file is left at the output
-    from ..validation import describe_os_error
-
     with run_command(also=[(OSError, lambda e: f"writing the video failed ({describe_os_error(e)}).", 1)]):
         run(argv)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data import DataError
+
 PNG_METADATA = {"Software": "wavegpt"}  # how wavegpt recognises its own plots (see wavegpt/ownership.py)
 
 
@@ -19,8 +21,6 @@ NUMBERS = ("step", "tokens", "loss", "ce", "coherence", "lr", "tokens_per_s", "v
 def read_metrics(path: str | Path) -> list[dict]:
     """metrics.jsonl's lines (one JSON object each, as training writes them). A last line a crash tore
     mid-write is skipped; any other line that is not a metrics object is a DataError naming the file and line."""
-    from ..data import DataError
-
     path = Path(path)
     if not path.exists():
         return []
