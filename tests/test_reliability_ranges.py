@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, SMALL_TRAIN, command, make_checkpoint, one_sentence, prose, run_cli
+from tests.conftest import REPO, SMALL_TRAIN, make_checkpoint, one_sentence, prose, run_cli
 from wavegpt import WaveGPT, WaveGPTConfig
 
 # --- the config's ranges: one table, used everywhere a config is made -----------------------------------
@@ -120,13 +120,17 @@ def test_set_vocab_size_is_the_vocab_size_flag_or_one_sentence(corpus, cache, tm
     ("ACCELERATE_MIXED_PRECISION", "fp64"),
     ("WORLD_SIZE", "many"),
 ])
-def test_launcher_environment_values_are_checked_and_named(variable, value, corpus, cache, tmp_path):
+def test_launcher_environment_values_are_checked_and_named(variable, value, corpus, cache, tmp_path, capsys,
+                                                            monkeypatch):
     """-3 used to train on no batch at all, report -3,072 tokens and save an untrained checkpoint as finished;
     0 ended blaming the learning rate."""
+    from wavegpt.cli.train import main
+
+    monkeypatch.setenv("WAVEGPT_CACHE", str(cache))
+    monkeypatch.setenv(variable, value)
     out = tmp_path / "run"
-    result = command("train", "--data", corpus, "--out", out, "--max-steps", 2, *SMALL_TRAIN, cache=cache,
-                     env={variable: value})
-    one_sentence(result.returncode, result.stderr, variable)
+    code, _, err = run_cli(capsys, main, "--data", corpus, "--out", out, "--max-steps", 2, *SMALL_TRAIN)
+    one_sentence(code, err, variable)
     assert not (out / "checkpoint").exists()
 
 
