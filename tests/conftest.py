@@ -230,3 +230,61 @@ def assert_close(actual, expected, *, name: str, atol: float = 0.0, rtol: float 
         raise AssertionError(f"{name}: {int(bad.sum())} of {diff.numel()} elements differ; max abs difference "
                              f"{diff.max().item():.3g} at {where} ({a.flatten()[worst].item():.6g} vs "
                              f"{e.flatten()[worst].item():.6g}; atol {atol:g}, rtol {rtol:g})")
+
+
+# --- the reliability battery (issue 24): one-sentence refusals, commands as users run them -------------
+
+# wavegpt-train flags for a 0.06M-parameter run (the tiny size narrowed with --set)
+SMALL_TRAIN = ["--model", "tiny", "--block-size", "32", "--batch-size", "4", "--vocab-size", "300", "--eval-batches",
+               "1", "--no-progress", "--report-to", "none", "--warmup-steps", "1", "--set", "d_model=32", "--set",
+               "n_layers=2", "--set", "n_heads=2", "--set", "num_waves=8", "--set", "chunk_size=8"]
+
+
+def one_sentence(code: int, err: str, *words: str, status: int = 2) -> None:
+    """A refusal as the README promises: exit `status`, one `error:` line on stderr naming `words`, no traceback."""
+    assert code == status, f"exit {code}, not {status}:\n{err}"
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    for w in words:
+        assert w.lower() in errors[0].lower(), f"{w!r} not in {errors[0]!r}"
+
+
+def command(name: str, *args, cache: Path | None = None, timeout: float = 120, env: dict | None = None,
+            cwd: Path = REPO, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """`python -m wavegpt.cli.NAME ARGS` in a subprocess, as a user runs it; (returncode, stdout, stderr)."""
+    base = cli_env(cache) if cache is not None else {**os.environ, "OMP_NUM_THREADS": "1"}
+    base.pop("WAVEGPT_DEBUG", None)
+    base["PYTHONPATH"] = str(REPO)
+    base.update(env or {})
+    base = {k: v for k, v in base.items() if v is not None}
+    try:
+        return subprocess.run([sys.executable, "-m", f"wavegpt.cli.{name}", *map(str, args)], cwd=cwd, env=base,
+                              text=True, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"wavegpt-{name} {' '.join(map(str, args))} ran past {timeout} s")
+
+
+def call(main, *argv) -> int:
+    """A command's main() in this process (for module-scoped fixtures, where capsys is not available)."""
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, corpus, cache) -> Path:  # noqa: F811 - the fixtures above
+    """A finished 2-step run of the 0.06M-parameter model (copy it before changing anything)."""
+    from wavegpt.cli.train import main
+
+    out = tmp_path_factory.mktemp("rel-run") / "run"
+    old = os.environ.get("WAVEGPT_CACHE")
+    os.environ["WAVEGPT_CACHE"] = str(cache)
+    try:
+        assert call(main, "--data", corpus, "--out", out, "--max-steps", 2, *SMALL_TRAIN) == 0
+    finally:
+        os.environ.pop("WAVEGPT_CACHE") if old is None else os.environ.__setitem__("WAVEGPT_CACHE", old)
+    return out

@@ -56,6 +56,32 @@ class TrainArgs:
         check_train_values(self)  # the folder itself is checked when the run starts (it may change until then)
 
 
+def read_run_json(out: Path) -> dict[str, Any]:
+    """The arguments a run recorded in OUT/run.json, checked as a TrainArgs is (each value in its range), without
+    the fields a resume does not take back; {} when OUT holds no checkpoint either (nothing to resume, which the
+    run itself reports). A run.json that is gone or damaged beside a checkpoint is one sentence naming it: a
+    resumed run needs its batch size, evaluation batches and schedule, and guessing them would change the run."""
+    run_json = out / "run.json"
+    if not run_json.is_file():
+        if (out / "checkpoint").is_dir():
+            raise ValueError(f"{run_json} is missing; it records the run's arguments (batch size, schedule, "
+                             f"evaluation), which --resume needs: put it back, or train a new run in another --out.")
+        return {}
+    try:
+        base = json.loads(run_json.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{run_json} cannot be read ({type(e).__name__}); it holds the run's arguments.") from None
+    if not isinstance(base, dict) or not isinstance(base.get("overrides", {}), dict):
+        raise ValueError(f"{run_json} does not hold a run's arguments.")
+    names = {f.name for f in dataclasses.fields(TrainArgs)}
+    base = {k: v for k, v in base.items() if k in names and k not in NOT_RESUMED}
+    try:
+        TrainArgs(**base)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{run_json} does not hold a run's arguments: {e}") from None
+    return base
+
+
 def merge_train_args(given: dict[str, Any]) -> TrainArgs:
     """TrainArgs from the values given (flags), on --resume completed by the run's run.json, then the defaults.
 
@@ -63,15 +89,9 @@ def merge_train_args(given: dict[str, Any]) -> TrainArgs:
     drops the run's --dataset and the other way round."""
     given = dict(given)
     base: dict[str, Any] = {}
-    run_json = Path(given.get("out", TrainArgs.out)) / "run.json"
-    if given.get("resume") and run_json.is_file():
-        try:
-            base = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{run_json} cannot be read ({type(e).__name__}); it holds the run's arguments.") from None
-        if not isinstance(base, dict) or not isinstance(base.get("overrides", {}), dict):
-            raise ValueError(f"{run_json} does not hold a run's arguments.")
-        base = {k: v for k, v in base.items() if k not in NOT_RESUMED}
+    out = Path(given.get("out", TrainArgs.out))
+    if given.get("resume"):
+        base = read_run_json(out)
     if "data" in given:
         base.pop("dataset", None)
         given["dataset"] = None

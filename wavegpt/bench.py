@@ -19,6 +19,7 @@ from typing import Any
 from .config import PRESETS, SIZES, ConfigError, WaveGPTConfig, parse_field_values, recipe_of
 from .ownership import check_names_free, is_bench_file
 from .provenance import machine_description
+from .validation import MAX_SEED, real, whole
 from .viz.curves import read_metrics
 
 # Named rows that are a preset plus config fields (a row may also be written out in full as
@@ -96,6 +97,24 @@ class BenchArgs:
             raise ConfigError(f"Unknown model size {self.model!r}; choose one of {', '.join(SIZES)}.")
         if self.max_tokens < 1 or not self.seeds:
             raise ConfigError("--max-tokens must be positive and --seeds must name at least one seed.")
+        for seed in self.seeds:
+            whole(seed, "seed", 0, MAX_SEED)
+        whole(self.batch_size, "batch_size", 1)
+        whole(self.eval_batches, "eval_batches", 1)
+        whole(self.evals, "evals", 1)
+        if self.lr is not None:
+            real(self.lr, "lr", 0.0, low_open=True)
+        real(self.dropout, "dropout", 0.0, 1.0)
+        if self.max_time is not None:
+            real(self.max_time, "max_time", 0.0, low_open=True)
+        if self.threads is not None:
+            whole(self.threads, "threads", 1, 1024)
+        if self.block_size is not None:
+            whole(self.block_size, "block_size", 2)
+        for spec in self.presets:  # every row's model, at this size, context and dropout
+            preset, fields = parse_spec(spec)
+            WaveGPTConfig.from_preset(self.model, preset, **{"block_size": block_size_of(self),
+                                                             "dropout": self.dropout, **fields})
 
 
 def block_size_of(args: BenchArgs) -> int:
@@ -122,14 +141,11 @@ def run_one(args: BenchArgs, spec: str, seed: int) -> dict[str, Any]:
     if previous is not None:  # named by this row and folder (a folder copied or renamed keeps its result)
         return {**previous, "preset": spec, "folder": str(out)}
     resume = (out / "checkpoint").is_dir() and (out / "run.json").is_file()
-    cmd = [sys.executable, "-m", "wavegpt.cli.train", "--out", str(out), "--no-progress"]
-    if resume:
-        proc = _train(cmd + ["--resume"], args)
-        if proc.returncode != 0:  # an unusable partial run: train it again from the start
-            resume = False
-    if not resume:
+    cmd = [sys.executable, "-m", "wavegpt.cli.train", "--out", str(out), "--no-progress"]  # never changed below
+    proc = _train([*cmd, "--resume"], args) if resume else None
+    if proc is None or proc.returncode != 0:  # nothing to resume, or an unusable or finished partial run: afresh
         fresh = _fresh_flags(args, preset, fields, seed, steps, lr) + (["--overwrite"] if out.exists() else [])
-        proc = _train(cmd + fresh, args)
+        proc = _train([*cmd, *fresh], args)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"The {spec} run with seed {seed} failed: {tail}")
@@ -142,15 +158,34 @@ def run_one(args: BenchArgs, spec: str, seed: int) -> dict[str, Any]:
 def _finished(out: Path, budget: dict[str, Any]) -> dict[str, Any] | None:
     """The result of a run that finished before on the same budget (results written before the budget named
     its lr count when the run's own run.json says it trained at that lr), else None."""
-    try:
-        previous = json.loads((out / RESULT_NAME).read_text(encoding="utf-8"))
-        same = previous["budget"] == budget
-        if not same and "lr" not in previous["budget"]:
+    previous = read_result(out / RESULT_NAME)
+    if previous is None:
+        return None
+    same = previous["budget"] == budget
+    if not same and "lr" not in previous["budget"]:
+        try:
             trained = json.loads((out / "run.json").read_text(encoding="utf-8")).get("lr")
-            same = {**previous["budget"], "lr": trained} == budget
-        return {**previous["result"], "lr": budget["lr"]} if same else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # no result yet, or one that cannot be read: train (or resume) the run
+        except (OSError, ValueError, AttributeError):
+            trained = None
+        same = {**previous["budget"], "lr": trained} == budget
+    return {**previous["result"], "lr": budget["lr"]} if same else None
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """A finished run's bench_result.json ({"budget": {...}, "result": {...}}), None when there is none; a file
+    of another shape is one sentence naming it (wavegpt-bench never replaces what it did not write)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    ok = isinstance(data, dict) and isinstance(data.get("budget"), dict) and isinstance(data.get("result"), dict) \
+        and all(isinstance(data["result"].get(k), int | float) for k in ("val_nats_per_char", "tokens_per_s"))
+    if not ok:
+        raise ConfigError(f"{path} is not a result wavegpt-bench wrote (a torn or foreign file); delete it to train "
+                          f"that run again.")
+    return data
 
 
 def _train(cmd: list[str], args: BenchArgs) -> subprocess.CompletedProcess:

@@ -164,24 +164,12 @@ class WaveGPTConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "num_waves", "num_harmonics",
-                     "block_size", "chunk_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}.")
+        check_ranges(self, CONFIG_RANGES)
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
-        if self.qk_waves < 0:
-            raise ConfigError(f"qk_waves must be 0 (= num_waves) or a positive integer, not {self.qk_waves}.")
-        for name in ("wave_floor_start", "wave_floor_end"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}.")
-        if not 0.0 <= self.rgd_warmup_fraction <= 1.0:
-            raise ConfigError(f"rgd_warmup_fraction must be in [0, 1], not {self.rgd_warmup_fraction}.")
         if self.embedding == "table" and (self.model_type != "wave" or self.position == "embedding"):
             raise ConfigError("embedding 'table' replaces the wave model's packets; it needs model_type 'wave' "
                               "and position 'rotary' or 'none'.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}.")
         if self.position == "rotary" and self.model_type == "wave" and MIXERS[self.attention].no_rotary:
             raise ConfigError(MIXERS[self.attention].no_rotary)
         if self.tie_head and not (self.model_type == "wave" and self.bootstrap_embedding):
@@ -309,6 +297,59 @@ def check_field_types(config: Any) -> None:
         value = getattr(config, f.name)
         if f.name in hints and not _fits(value, hints[f.name]):
             raise ConfigError(f"{f.name} must be {_describe(hints[f.name])}, not {value!r}.")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a numeric config field may lie: [low, high], either end open or absent; `note` says why."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def holds(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        return f"{'below' if self.high_open else 'at most'} {self.high:g}"
+
+
+POSITIVE = Range(1)
+# THE table of every numeric field's range (types are checked first, from the annotations); the field
+# consistency rules (heads dividing the width, mixers and positions, tied heads) are in WaveGPTConfig.validate.
+CONFIG_RANGES: dict[str, Range] = {
+    "vocab_size": POSITIVE, "d_model": POSITIVE, "n_layers": POSITIVE, "n_heads": POSITIVE, "num_waves": POSITIVE,
+    "num_harmonics": POSITIVE, "chunk_size": POSITIVE,
+    "block_size": Range(2, note="a model must see at least one token and predict the next"),
+    "dropout": Range(0.0, 1.0, high_open=True),
+    "rope_base": Range(0.0, low_open=True),
+    "wave_lr_scale": Range(0.0, low_open=True),
+    "mlp_hidden": Range(0, note="0 means 4 x d_model"),
+    "qk_waves": Range(0, note="0 means num_waves"),
+    "wave_floor_start": Range(0.0, 1.0, high_open=True),
+    "wave_floor_end": Range(0.0, 1.0, high_open=True),
+    "rgd_warmup_fraction": Range(0.0, 1.0),
+    "resonance_strength": Range(0.0, 1.0),
+    "rgd_warmup_steps": Range(0),
+    "lambda_coherence": Range(0.0),
+}
+
+
+def check_ranges(config: Any, ranges: dict[str, Range], error: type[ValueError] = ConfigError) -> None:
+    """Every field named in `ranges` against its range, in one sentence naming the field."""
+    for name, allowed in ranges.items():
+        value = getattr(config, name)
+        if not allowed.holds(value):
+            why = f" ({allowed.note})" if allowed.note else ""
+            raise error(f"{name} must be {allowed.describe()}{why}, not {value!r}.")
 
 
 def check_size(config: WaveGPTConfig) -> None:

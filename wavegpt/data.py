@@ -452,12 +452,14 @@ SOURCES: dict[str, Callable[[str, int, Path, WaveTokenizer | None], Corpus]] = {
 DATASETS = tuple(SOURCES)
 
 
-def check_corpus_fits(corpus: Corpus, block_size: int) -> None:
-    """Both splits must hold at least one window of block_size inputs plus the target after it."""
+def check_corpus_fits(corpus: Corpus, block_size: int,
+                      advice: str = "use a smaller --block-size or a larger corpus") -> None:
+    """Both splits must hold at least one window of block_size inputs plus the target after it; `advice` is
+    what the command lets the user change (wavegpt-eval has no --block-size: the checkpoint fixes it)."""
     for split, tokens in (("training", corpus.train), ("validation", corpus.val)):
         if len(tokens) < block_size + 1:
             raise DataError(f"{corpus.name} has {len(tokens)} {split} tokens, fewer than one block of "
-                            f"{block_size}+1; use a smaller --block-size or a larger corpus.")
+                            f"{block_size}+1; {advice}.")
 
 
 # --- batches ------------------------------------------------------------------------------------------------

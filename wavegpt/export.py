@@ -15,6 +15,7 @@ named by the run or the config but not by `dataset` / `data`, cannot be had (off
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .model.gpt import WaveGPT
 from .onnx_export import ONNX_NAME, export_onnx, max_difference
 from .ownership import check_model_target
 from .tokenizer import WaveTokenizer
+from .validation import whole
 
 FORMATS = ("safetensors", "onnx")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -72,6 +74,19 @@ def find_corpus(run: dict[str, Any], config_data: Any, tokenizer, block_size: in
     return corpus
 
 
+def _read_run(path: Path) -> dict[str, Any]:
+    """The run.json beside an exported run's best/ model ({} when there is none), or one sentence naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        run = None
+    if not isinstance(run, dict):
+        raise ValueError(f"{path} does not hold a run's arguments; move it away to export the model alone.")
+    return run
+
+
 def write_safetensors(source: Path, model, tokenizer, corpus, run: dict[str, Any], tmp: Path, *, dtype: str,
                       batch_size: int, eval_batches: int, card: bool = True,
                       repo_id: str | None = None) -> dict[str, Any]:
@@ -89,6 +104,9 @@ def write_safetensors(source: Path, model, tokenizer, corpus, run: dict[str, Any
         exported = WaveGPT.from_resolved(source)
         exported.load_state_dict({k: v.to(weights_dtype).float() for k, v in model.state_dict().items()})
         figures = {"float32": full, dtype: evaluate(exported, corpus, **sizes)}
+        if not all(math.isfinite(v) for f in figures.values() for v in f.values()):  # never ship a NaN figure
+            raise ValueError(f"The held-out figures of {source} are not finite ({figures[dtype]}); nothing was "
+                             f"written.")
         model.config.extra = {**model.config.extra, "export": {"dtype": dtype, **figures}}
     write_model_files(model, tmp, dtype=weights_dtype)
     tokenizer.save_pretrained(tmp, model_max_length=model.config.block_size)
@@ -136,6 +154,8 @@ def export_run(source: str | Path, out: str | Path, *, format: str = "safetensor
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}.")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}.")
+    whole(eval_batches, "eval_batches", 1, 1_000_000)
+    whole(batch_size, "batch_size", 1, 1_000_000)
     if format == "onnx":
         require("onnx", "wavegpt-export --format onnx")
     folder = resolve_checkpoint(source)
@@ -144,7 +164,7 @@ def export_run(source: str | Path, out: str | Path, *, format: str = "safetensor
     tokenizer = WaveTokenizer.load(folder)
     check_tokenizer_matches(tokenizer, model, folder / "tokenizer.json", folder)  # never ship a mismatched pair
     run_json = Path(source) / "run.json"
-    run = json.loads(run_json.read_text()) if run_json.is_file() else {}
+    run = _read_run(run_json)
     note = None
     try:
         corpus = find_corpus(run, model.config.extra.get("data"), tokenizer, model.config.block_size,

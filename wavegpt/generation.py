@@ -74,7 +74,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"Unknown device {device!r}; use cpu or cuda.") from None
+        raise ValueError(f"--device {device!r} is not a device torch knows; use cpu, cuda or cuda:N.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was asked for but no CUDA GPU is available; use --device cpu.")
     if dev.type == "mps" and not torch.backends.mps.is_available():

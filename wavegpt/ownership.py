@@ -58,6 +58,19 @@ RUN_CONTENT = ("checkpoint", "best", "metrics.jsonl", "run.json", "checkpoint.ol
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "generation_config.json", "model.onnx")
 CARRIED_FILES = ("README.md",)  # a model card: kept when a model folder is replaced
+# A model folder shared with the user's files keeps wavegpt's model under STORE/<version>/, with STORE/current
+# a link to the version in use (switched by one atomic rename) and each model file at the top a link
+# `name -> STORE/current/name`: every reader sees one whole model at every instant (checkpoint.py).
+MODEL_STORE = ".wavegpt-model"
+CURRENT = "current"
+
+
+def is_store_link(path: Path) -> bool:
+    """A model file's link into the folder's MODEL_STORE, as checkpoint.model_folder_writer makes them."""
+    try:
+        return Path(path).is_symlink() and os.readlink(path) == f"{MODEL_STORE}/{CURRENT}/{Path(path).name}"
+    except OSError:
+        return False
 
 
 class OwnershipError(ValueError):
@@ -124,7 +137,7 @@ def foreign_model_file(folder: Path) -> str | None:
     ours = is_model_folder(folder)
     for name in MODEL_FILES:
         path = folder / name
-        if not os.path.lexists(path):
+        if not os.path.lexists(path) or is_store_link(path):  # wavegpt's own link (it may dangle mid-switch)
             continue
         if path.is_symlink() or not path.is_file():
             return name
@@ -265,14 +278,14 @@ def _read_holder(fd: int) -> str:
 
 
 def is_wavegpt_png(path: Path) -> bool:
-    """A PNG that wavegpt drew: its Software text chunk says wavegpt (plots from before that tag carry
-    matplotlib's, and are accepted under wavegpt's own plot names only, which the caller checks)."""
+    """A PNG that wavegpt drew: its Software text chunk says wavegpt. Any other PNG, matplotlib's included
+    (which is what a user's own figure says), is not wavegpt's and is never replaced."""
     try:
         with open(path, "rb") as f:
             head = f.read(65536)
     except OSError:
         return False
-    return head.startswith(b"\x89PNG") and (b"Software\x00wavegpt" in head or b"Software\x00Matplotlib" in head)
+    return head.startswith(b"\x89PNG") and b"Software\x00wavegpt" in head
 
 
 def check_names_free(folder: Path, names: list[str], ours=is_wavegpt_png) -> None:

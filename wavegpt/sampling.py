@@ -49,6 +49,12 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# A penalty divides (or multiplies) a logit: past these bounds the logits overflow to infinity, or the
+# penalty is no penalty any more.
+REPETITION_PENALTY_RANGE = (0.01, 100.0)
+MAX_SAMPLING_SEED = 2**63 - 1 - 64  # sample i of a batch uses seed + i; torch takes 64-bit seeds
+
+
 @dataclass(frozen=True, kw_only=True)
 class SamplingSettings:
     """How to sample; every field is checked when the settings are made (one-sentence ValueError).
@@ -79,10 +85,12 @@ class SamplingSettings:
             raise ValueError(f"top_p must be in (0, 1], not {self.top_p}.")
         if not _is_int(self.num_samples) or not 1 <= self.num_samples <= MAX_SAMPLES:
             raise ValueError(f"num_samples must be between 1 and {MAX_SAMPLES}, not {self.num_samples}.")
-        if not _is_real(self.repetition_penalty) or not 0 < self.repetition_penalty < math.inf:
-            raise ValueError(f"repetition_penalty must be a number above 0 (1 = off), not {self.repetition_penalty}.")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ValueError(f"seed must be a whole number, not {self.seed!r}.")
+        low, high = REPETITION_PENALTY_RANGE
+        if not _is_real(self.repetition_penalty) or not low <= self.repetition_penalty <= high:
+            raise ValueError(f"repetition_penalty must be a number from {low:g} to {high:g} (1 = off), not "
+                             f"{self.repetition_penalty}.")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SAMPLING_SEED):
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SAMPLING_SEED}, not {self.seed!r}.")
         if isinstance(self.stop, str) or not isinstance(self.stop, Sequence) \
                 or not all(isinstance(s, str) for s in self.stop):
             raise ValueError("stop must be a list of strings.")

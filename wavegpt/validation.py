@@ -96,6 +96,34 @@ def check_train_values(args: Any) -> None:
         raise InputError(f"overrides must be a dict of config fields, not {type(args.overrides).__name__}.")
 
 
+# The launcher's variables train.py reads (accelerate launch / torchrun / accelerate config set them): name -> the
+# values allowed. Accelerate itself would take a negative accumulation and train on no batch at all.
+LAUNCHER_WHOLE = {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": 1, "WORLD_SIZE": 1, "RANK": 0, "LOCAL_RANK": 0,
+                  "LOCAL_WORLD_SIZE": 1, "ACCELERATE_NUM_PROCESSES": 1}
+LAUNCHER_CHOICES = {"ACCELERATE_MIXED_PRECISION": ("no", "fp16", "bf16", "fp8"),
+                    "ACCELERATE_DYNAMO_BACKEND": None}  # None: any name (Accelerate checks it)
+
+
+def check_launcher_environment(environ: Any = None) -> None:
+    """The launcher's environment values, each checked once, in one sentence naming the variable."""
+    environ = os.environ if environ is None else environ
+    for name, low in LAUNCHER_WHOLE.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise InputError(f"${name} must be a whole number of at least {low}, not {raw!r} (set by accelerate "
+                             f"launch, torchrun or your shell); fix or unset it.")
+    for name, allowed in LAUNCHER_CHOICES.items():
+        raw = environ.get(name)
+        if raw and allowed is not None and raw.lower() not in allowed:
+            raise InputError(f"${name} must be one of {', '.join(allowed)}, not {raw!r}; fix or unset it.")
+
+
 def check_output_folder(folder: str | os.PathLike[str], what: str) -> Path:
     """A folder wavegpt will create or write into: not a file, and under something writable."""
     path = Path(folder)

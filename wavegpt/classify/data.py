@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..hub import HubError, bounded
 from .common import HELD_OUT_FRACTION, ClassifyError, _first_line, require_extra
 
 LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -38,7 +39,7 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
         raise ClassifyError(f"{path} is not a file.")
     try:
         if fmt == "csv":
-            with path.open(newline="", encoding="utf-8") as f:
+            with path.open(newline="", encoding="utf-8-sig") as f:
                 sample = f.read(8192)
                 f.seek(0)
                 delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -47,7 +48,7 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
                 return list(csv.DictReader(f, delimiter=delimiter))
         if fmt == "jsonl":
             rows = []
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:
                 for n, line in enumerate(f, 1):
                     if line.strip():
                         try:
@@ -136,7 +137,9 @@ def load_hf(name: str, text_column: str = "text", label_column: str = "label") -
         if Path(name).is_dir() and any(p.is_file() for p in saved):
             ds = datasets.load_from_disk(name)
         else:
-            ds = datasets.load_dataset(name)
+            ds = bounded(lambda: datasets.load_dataset(name), f"loading the dataset {name}")
+    except HubError:
+        raise
     except FileNotFoundError as e:
         raise ClassifyError(f"The dataset {name!r} was not found ({_first_line(e)}).") from None
     except Exception as e:  # network, hub and format errors come as many types

@@ -72,7 +72,7 @@ def plot_confusion(cm: list[list[int]], names: list[str], path: Path, title: str
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Software": "wavegpt"})  # how wavegpt recognises its own PNGs
     plt.close(fig)
 
 

@@ -17,11 +17,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..checkpoint import atomic_folder, restore_backup
+from ..config import MAX_BLOCK_SIZE, POSITIVE, ConfigError, Range, check_field_types, check_ranges
 from ..ops.wave_network import global_wave_network
 from ..tokenizer import WaveTokenizer
 from .common import CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME, VARIANTS, ClassifyError, _first_line
 
 MODEL_TYPE = "wave_network_classifier"
+MAX_CLASSIFIER_PARAMETERS = 1_000_000_000  # past this a size is a typo (--d-model 65536), refused before allocating
+CLASSIFIER_RANGES = {"vocab_size": POSITIVE, "d_model": POSITIVE, "ffn_hidden": POSITIVE, "n_heads": POSITIVE,
+                     "max_len": Range(1, MAX_BLOCK_SIZE), "num_classes": Range(2),
+                     "dropout": Range(0.0, 1.0, high_open=True)}
 
 
 @dataclass
@@ -41,16 +46,28 @@ class ClassifierConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Types (from the annotations) and ranges from the one table beside the language model's
+        (config.check_ranges), then how the fields fit together; one sentence naming the field."""
+        try:
+            check_field_types(self)
+            check_ranges(self, CLASSIFIER_RANGES, ClassifyError)
+        except ConfigError as e:
+            raise ClassifyError(str(e)) from None
         if self.variant not in VARIANTS:
             raise ClassifyError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}.")
-        for name in ("vocab_size", "d_model", "ffn_hidden", "n_heads", "max_len", "num_classes"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ClassifyError(f"{name} must be a positive integer, not {getattr(self, name)!r}.")
         if self.d_model % self.n_heads:
             raise ClassifyError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+        if len(self.labels) != self.num_classes or len(self.label_names) != self.num_classes:
+            raise ClassifyError(f"labels and label_names must name the num_classes ({self.num_classes}) classes, "
+                                f"not {len(self.labels)} and {len(self.label_names)}.")
         if self.variant == "transformer" and self._control_gap() >= self.ffn_hidden:
             raise ClassifyError(f"The transformer control cannot be made as small as the Wave Network with "
                                 f"--ffn-hidden {self.ffn_hidden}; use at least {self._control_gap() + 64}.")
+        n = count_classifier_parameters(self)
+        if n > MAX_CLASSIFIER_PARAMETERS:
+            raise ClassifyError(f"This classifier would have {n / 1e9:,.1f} billion parameters, more than the "
+                                f"{MAX_CLASSIFIER_PARAMETERS / 1e9:g} billion wavegpt-classify builds; lower d_model, "
+                                f"ffn_hidden or vocab_size.")
 
     def _control_gap(self) -> int:
         d = self.d_model
@@ -196,11 +213,14 @@ def load_classifier(folder: str | os.PathLike[str]) -> tuple[nn.Module, Classifi
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise ClassifyError(f"{cfg_path} is not valid JSON.") from None
     if not isinstance(data, dict) or data.pop("model_type", None) != MODEL_TYPE:
-        raise ClassifyError(f"{folder} holds a model that is not a wavegpt-classify classifier.")
+        raise ClassifyError(f"{cfg_path} does not describe a wavegpt-classify classifier.")
     try:
         config = ClassifierConfig(**data)
+        config.validate()
     except TypeError:
         raise ClassifyError(f"{cfg_path} does not describe a wavegpt-classify classifier.") from None
+    except ClassifyError as e:
+        raise ClassifyError(f"{cfg_path} is unusable: {e}") from None
     model = build_classifier(config)
     try:
         state = load_file(str(folder / MODEL_NAME))

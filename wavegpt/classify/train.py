@@ -3,7 +3,9 @@ parameter groups and warmup + cosine schedule, evaluation, and the output folder
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +15,49 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ownership import is_wavegpt_png
 from ..tokenizer import WaveTokenizer
 from ..training.optim import cosine_lr, decay_groups, set_lr
+from ..validation import MAX_SEED, MAX_VOCAB, real, whole
 from .common import RUN_MARKER, VARIANTS, ClassifyError, batch, encode, require_extra
 from .data import TextData
 from .metrics import metrics, predict, write_json_atomic, write_png_atomic
 from .models import ClassifierConfig, build_classifier, load_classifier, save_classifier
+
+EVAL_MARK, TRAIN_MARK = "wavegpt-classify eval", "wavegpt-classify train"  # metrics.json's "written_by"
+
+
+def metrics_writer(path: Path) -> str | None:
+    """Which command wrote a metrics.json: EVAL_MARK, TRAIN_MARK, or None (another program, or not one)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("written_by") in (EVAL_MARK, TRAIN_MARK):
+        return data["written_by"]
+    if {"accuracy", "checkpoint", "rows"} <= set(data):  # eval's, from before the mark
+        return EVAL_MARK
+    return TRAIN_MARK if {"accuracy", "train_seconds", "held_out"} <= set(data) else None
+
+
+def check_eval_out(out: Path) -> None:
+    """eval writes metrics.json and confusion_matrix.png into --out only where those names are free or hold an
+    earlier eval's: never over a user's file, and never over training's own figures (--out at the run folder)."""
+    if out.exists() and not out.is_dir():
+        raise ClassifyError(f"--out {out} is a file, not a folder.")
+    metrics_path, png = out / "metrics.json", out / "confusion_matrix.png"
+    if os.path.lexists(metrics_path):
+        writer = metrics_writer(metrics_path) if metrics_path.is_file() and not metrics_path.is_symlink() else None
+        if writer == TRAIN_MARK:
+            raise ClassifyError(f"{metrics_path} holds the training run's own figures, which eval does not replace; "
+                                f"give another --out (the default is the run folder's eval/).")
+        if writer != EVAL_MARK:
+            raise ClassifyError(f"{metrics_path} was not written by wavegpt-classify, so it will not be replaced; "
+                                f"choose another --out.")
+    elif os.path.lexists(png) and (png.is_symlink() or not is_wavegpt_png(png)):
+        raise ClassifyError(f"{png} was not written by wavegpt, so it will not be replaced; choose another --out.")
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -52,6 +91,25 @@ class TrainSettings:
     dropout: float = 0.1
     threads: int = 0
 
+    def __post_init__(self) -> None:
+        """Every flag's range, checked when the settings are made, in one sentence naming the flag."""
+        if self.variant not in VARIANTS:
+            raise ClassifyError(f"--variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}.")
+        whole(self.max_steps, "max_steps", 0, 10**9)
+        real(self.epochs, "epochs", 0.0, 10**6, low_open=True)
+        whole(self.batch_size, "batch_size", 1, 10**6)
+        real(self.lr, "lr", 0.0, low_open=True)
+        real(self.weight_decay, "weight_decay", 0.0)
+        whole(self.seed, "seed", 0, MAX_SEED)
+        whole(self.vocab_size, "vocab_size", 300, MAX_VOCAB)  # 256 bytes plus merges
+        whole(self.d_model, "d_model", 1, 16384)
+        whole(self.ffn_hidden, "ffn_hidden", 1, 262144)
+        whole(self.max_len, "max_len", 1, 65536)
+        real(self.dropout, "dropout", 0.0, 1.0)
+        if self.dropout >= 1.0:
+            raise ClassifyError(f"--dropout must be a number in [0, 1), not {self.dropout!r}.")
+        whole(self.threads, "threads", 0, 1024)
+
 
 def _label_space(data: TextData) -> tuple[list[Any], list[str]]:
     values = set(data.labels)
@@ -72,17 +130,7 @@ def _label_space(data: TextData) -> tuple[list[Any], list[str]]:
 def train_classifier(data: TextData, settings: TrainSettings, out: Path, overwrite: bool = False,
                      log=print) -> dict[str, Any]:
     """Tokenizer on the training texts, model, AdamW with warmup + cosine, evaluation, outputs."""
-    if settings.variant not in VARIANTS:
-        raise ClassifyError(f"--variant must be one of {', '.join(VARIANTS)}, not {settings.variant!r}.")
-    for name in ("batch_size", "vocab_size", "d_model", "ffn_hidden", "max_len"):
-        if getattr(settings, name) < 1:
-            raise ClassifyError(f"--{name.replace('_', '-')} must be at least 1.")
-    if settings.max_steps < 0 or settings.epochs <= 0:
-        raise ClassifyError("--max-steps must be 0 or more and --epochs more than 0.")
-    if settings.vocab_size < 300:
-        raise ClassifyError("--vocab-size must be at least 300 (256 bytes plus merges).")
-    if not settings.lr > 0:
-        raise ClassifyError("--lr must be more than 0.")
+    settings.__post_init__()  # a TrainSettings changed after it was made is checked again
     require_extra("matplotlib")  # the confusion matrix, before minutes of training
     labels, names = _label_space(data)
     index = {v: i for i, v in enumerate(labels)}
@@ -140,6 +188,7 @@ def train_classifier(data: TextData, settings: TrainSettings, out: Path, overwri
     result.update(variant=settings.variant, parameters=params, steps=steps, seed=settings.seed,
                   train_seconds=round(train_s, 2), seconds=round(time.perf_counter() - start, 2), data=data.source,
                   held_out=data.split_rule, train_rows=n, final_train_loss=sum(losses[-50:]) / len(losses[-50:]))
+    result["written_by"] = TRAIN_MARK
     write_json_atomic(out / "metrics.json", result)
     write_png_atomic(out / "confusion_matrix.png", result["confusion_matrix"], result["labels"],
                      f"{settings.variant}: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
@@ -170,14 +219,10 @@ def evaluate_checkpoint(checkpoint: str, data: TextData, out: Path, split: str =
         rule = "every row"
     else:
         texts, labels, rule = data.test_texts, data.test_labels, data.split_rule
-    if out.exists() and not out.is_dir():
-        raise ClassifyError(f"--out {out} is a file, not a folder.")
-    if out.is_dir() and any(p.name not in ("metrics.json", "confusion_matrix.png", RUN_MARKER) for p in out.iterdir()
-                            if not p.name.startswith(".")) and not (out / RUN_MARKER).is_file():
-        raise ClassifyError(f"--out {out} already holds files wavegpt-classify did not write; choose a new or "
-                            f"empty folder.")
+    check_eval_out(out)
     result = evaluate_texts(model, config, tokenizer, texts, labels)
-    result.update(variant=config.variant, checkpoint=str(checkpoint), data=data.source, rows=rule)
+    result.update(variant=config.variant, checkpoint=str(checkpoint), data=data.source, rows=rule,
+                  written_by=EVAL_MARK)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / RUN_MARKER).is_file():
         (out / RUN_MARKER).write_text('{"created_by": "wavegpt-classify"}\n', encoding="utf-8")

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import generation
+from .. import generation, hub
 from ..data import DataError, DataWarning
 from ..sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, SamplingSettings
+from ..validation import describe_os_error
 
 ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 INTERRUPTED = "\nerror: interrupted."
@@ -62,13 +63,25 @@ def add_sampling_arguments(p: argparse.ArgumentParser, seed_default: int | None 
                        help=f"random seed; the same seed gives the same tokens (default {seed_default})")
 
 
-def sampling_settings(args: argparse.Namespace, max_new_tokens: int, **fields):
+def sampling_settings(args: argparse.Namespace, max_new_tokens: int, flags: dict[str, str] | None = None,
+                      **fields):
     """SamplingSettings from the flags add_sampling_arguments added (top-k 0 means off), plus command-specific
     fields; a ValueError names the wrong value in one sentence."""
 
-    return SamplingSettings(max_new_tokens=max_new_tokens, temperature=args.temperature,
-                            top_k=None if args.top_k == 0 else args.top_k, top_p=args.top_p,
-                            repetition_penalty=args.repetition_penalty, seed=args.seed, **fields)
+    try:
+        return SamplingSettings(max_new_tokens=max_new_tokens, temperature=args.temperature,
+                                top_k=None if args.top_k == 0 else args.top_k, top_p=args.top_p,
+                                repetition_penalty=args.repetition_penalty, seed=args.seed, **fields)
+    except ValueError as e:  # "top_p must be ..." as the flag the user typed: "--top-p must be ..."
+        raise ValueError(as_flag(str(e), flags)) from None
+
+
+def as_flag(message: str, flags: dict[str, str] | None = None) -> str:
+    """A message that starts with a field name (`top_p must be ...`), starting with its flag instead."""
+    field, _, rest = message.partition(" ")
+    if not rest or not field.replace("_", "").isalpha() or not field.islower():
+        return message
+    return f"{(flags or {}).get(field, '--' + field.replace('_', '-'))} {rest}"
 
 
 def checkpoint_or_shipped(given: str | None) -> str | Path:
@@ -98,31 +111,129 @@ def plain_warnings() -> None:
     warnings.formatwarning = one_line
 
 
+class Stopped(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` (temporary files, partial videos) runs."""
+
+
+DEBUG_ENV = "WAVEGPT_DEBUG"  # set to 1: an unexpected error prints its traceback too
+BUG_HINT = f"this is a bug in wavegpt: please report it (run again with {DEBUG_ENV}=1 to see the traceback)"
+
+
+def _first_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:300] if text else type(e).__name__).rstrip(".")
+
+
+def describe_failure(e: BaseException) -> tuple[str, int]:
+    """An exception no command expected, as (one sentence, exit status): out of memory and a full disk are
+    named as such; a write torch could not finish, too; anything else is a bug to report."""
+    import errno
+
+    try:
+        import torch
+
+        oom: tuple[type[BaseException], ...] = (MemoryError, torch.OutOfMemoryError)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        oom = (MemoryError,)
+    if isinstance(e, oom):
+        return (f"out of memory ({_first_line(e) if str(e) else type(e).__name__}); use a smaller model, batch or "
+                f"context, or free memory (files saved before are intact).", 2)
+    if isinstance(e, OSError):
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        return (f"{'the disk is full' if full else 'reading or writing failed'} ({describe_os_error(e)}); files "
+                f"saved before are intact.", 2)
+    if isinstance(e, RuntimeError) and ("failed writing" in str(e) or "file write failed" in str(e)):
+        return (f"writing a file failed ({_first_line(e)}); check the free disk space (files saved before are "
+                f"intact).", 2)
+    return f"unexpected {type(e).__name__}: {_first_line(e)}; {BUG_HINT}.", 1
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into `Stopped` in the main thread (returns the handler to put back, or None)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):  # noqa: ANN001 - signal's own signature
+        raise Stopped()
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):  # pragma: no cover - an embedding that owns the signals
+        return None
+
+
 @contextmanager
 def run_command(errors: ErrorTypes | None = None, *,
                 also: Sequence[tuple[ErrorTypes, Callable[[BaseException], str], int]] = (),
                 interrupted: str | None = INTERRUPTED, quiet_broken_pipe: bool = False) -> Iterator[None]:
-    """The one error tail of the commands: run the body; an exception of `errors` (default command_errors())
-    prints `error: <its message>` on stderr and exits 2; else the first of `also` whose types match prints
-    `error: <message(e)>` and exits with its code; Ctrl-C prints `interrupted` (None: nothing) and exits 130;
-    with `quiet_broken_pipe`, a closed stdout (`| head`) exits 1 quietly. Anything else is a bug and keeps its
-    traceback; SystemExit (argparse's usage errors) passes through."""
+    """The one error tail of every command: run the body (and flush stdout); an exception of `errors` (default
+    command_errors()) prints `error: <its message>` on stderr and exits 2; else the first of `also` whose types
+    match prints `error: <message(e)>` and exits with its code; any other exception is one sentence from
+    `describe_failure` (out of memory, a full disk, or a bug to report, exit 1), with its traceback only under
+    WAVEGPT_DEBUG=1. Ctrl-C prints `interrupted` (None: nothing) and exits 130; SIGTERM runs every cleanup and
+    exits 143; with `quiet_broken_pipe`, a closed stdout (`| head`) exits 1 quietly. SystemExit (argparse's
+    usage errors) passes through."""
+    import signal
+
     errors = command_errors() if errors is None else errors
+    previous = _stop_on_sigterm()
     try:
         yield
+        sys.stdout.flush()  # a full disk under stdout fails here, inside the tail, not at interpreter exit
     except KeyboardInterrupt:
         if interrupted is not None:
             print(interrupted, file=sys.stderr)
         sys.exit(130)
+    except Stopped:
+        print("error: stopped (SIGTERM); files saved before are intact.", file=sys.stderr)
+        sys.exit(143)
     except Exception as e:
         if quiet_broken_pipe and isinstance(e, BrokenPipeError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep Python from complaining at exit
             sys.exit(1)
-        if isinstance(e, errors):
+        if isinstance(e, OSError) and e.filename is None:  # stdout's own write failed
+            _quiet_stdout_at_exit(e)
+        if isinstance(e, errors) and not isinstance(e, OSError):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         for types, message, code in also:
             if isinstance(e, types):
                 print(f"error: {message(e)}", file=sys.stderr)
                 sys.exit(code)
-        raise
+        message, code = describe_failure(e)
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(code)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _leave_abandoned_network_calls()
+
+
+def _leave_abandoned_network_calls() -> None:
+    """A Hub call given up at its deadline may still hold threads that wait on the silent endpoint (and that
+    the interpreter would join at exit): a command then ends at once, its message already printed."""
+    if hub.ABANDONED and __name__ != "__main__":
+        exc = sys.exc_info()[1]
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 2
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _quiet_stdout_at_exit(e: OSError) -> None:
+    """After stdout itself failed (a full disk, a closed pipe), keep Python from failing again when it flushes
+    stdout at exit."""
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EPIPE, errno.EIO):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass

@@ -20,6 +20,7 @@ import sys
 
 from ..extras import require
 from ..generation import check_prompt_text, load_for_generation
+from ..validation import describe_os_error
 from ..viz.animation import (
     MAX_FPS,
     MAX_FRAMES_PER_TOKEN,
@@ -66,7 +67,7 @@ def run(argv: list[str] | None = None) -> None:
     # Everything that needs no model is checked before the (slow) checkpoint load.
     size = parse_size(args.size)
     check_render_args(args.tokens, args.fps, args.frames_per_token, size)
-    settings = sampling_settings(args, args.tokens)
+    settings = sampling_settings(args, args.tokens, flags={"max_new_tokens": "--tokens"})
     check_prompt_text(args.prompt)
     output = check_output(args.output)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
@@ -87,7 +88,7 @@ def run(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     # OSError: e.g. ffmpeg failed or the disk filled up; no file is left at the output
-    with run_command(also=[(OSError, lambda e: f"writing the video failed ({e}).", 1)]):
+    with run_command(also=[(OSError, lambda e: f"writing the video failed ({describe_os_error(e)}).", 1)]):
         run(argv)
 
 

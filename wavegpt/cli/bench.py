@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="the row every other is paired against seed by seed (default classic_rope when it runs)")
     p.add_argument("--cache-dir", help="data cache (default $WAVEGPT_CACHE or ~/.cache/wavegpt)")
     ns = p.parse_args(argv)
-    args = BenchArgs(**{k: v for k, v in vars(ns).items() if v is not None})
     # ConfigError, MissingExtraError: ValueErrors; RuntimeError: e.g. a foreign results.json
     with run_command((ValueError, RuntimeError)):
+        args = BenchArgs(**{k: v for k, v in vars(ns).items() if v is not None})
         require("viz", "wavegpt-bench", ("matplotlib",))  # for its comparison plot
         run_benchmark(args)
 

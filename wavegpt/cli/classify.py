@@ -28,6 +28,7 @@ from ..classify import (
     load_data,
     train_classifier,
 )
+from ..validation import whole
 from . import run_command
 
 
@@ -83,27 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    with run_command((ClassifyError,),
-                     also=[(OSError, lambda e: f"writing or reading failed ({e.strerror or e}); files saved before "
-                                               "are intact.", 2)],
-                     interrupted="error: interrupted; files saved before are intact."):
-        if args.threads < 0:
-            raise ClassifyError("--threads must be 0 (torch's choice) or more.")
+    with run_command(interrupted="error: interrupted; files saved before are intact."):
+        whole(args.threads, "threads", 0, 1024)
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
         if args.command == "train":
-            if args.max_steps < 0 or args.batch_size < 1 or not 0 <= args.dropout < 1:
-                raise ClassifyError("--max-steps must be 0 or more, --batch-size at least 1 and --dropout in [0, 1).")
-            out = Path(args.out)
-            if out.exists() and not out.is_dir():
-                raise ClassifyError(f"--out {out} is a file, not a folder.")
-            data = load_data(args.data, args.hf_dataset, args.text_column, args.label_column)
             settings = TrainSettings(variant=args.variant, max_steps=args.max_steps, epochs=args.epochs,
                                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                      vocab_size=args.vocab_size, d_model=args.d_model, ffn_hidden=args.ffn_hidden,
                                      max_len=args.max_len, dropout=args.dropout, threads=args.threads)
+            out = Path(args.out)
+            if out.exists() and not out.is_dir():
+                raise ClassifyError(f"--out {out} is a file, not a folder.")
+            data = load_data(args.data, args.hf_dataset, args.text_column, args.label_column)
             result = train_classifier(data, settings, out, overwrite=args.overwrite,
                                       log=lambda m: print(m, file=sys.stderr, flush=True))
             print(f"checkpoint {out / 'checkpoint'} · metrics {out / 'metrics.json'} · "

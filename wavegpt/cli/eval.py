@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data import DATASETS, check_corpus_fits, default_cache_dir, prepare_corpus
 from ..evaluation import evaluate_split
 from ..generation import load_for_generation
+from ..validation import whole
 from . import add_checkpoint_argument, checkpoint_or_shipped, command_errors, run_command
 
 
@@ -42,13 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, not {args.batch_size}.")
+    whole(args.batch_size, "batch_size", 1, 1_000_000)
     checkpoint = checkpoint_or_shipped(args.checkpoint)
     model, tokenizer = load_for_generation(checkpoint, args.device)
+    if args.stride is not None:
+        whole(args.stride, "stride", 1, model.config.block_size)
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     corpus = prepare_corpus(args.dataset, args.data, tokenizer.vocab_size, cache, tokenizer=tokenizer)
-    check_corpus_fits(corpus, model.config.block_size)
+    check_corpus_fits(corpus, model.config.block_size,
+                      f"the checkpoint's context is {model.config.block_size} tokens, so give a larger corpus")
     result = evaluate_split(model, corpus, args.split, args.stride, args.batch_size)
     how = (f"sliding windows, stride {args.stride}" if args.stride else "non-overlapping windows")
     split = "held-out last 10%" if args.split == "val" else "whole corpus"

@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> None:
         result = export_run(ns.run or ns.checkpoint, ns.out, format=ns.format, dtype=ns.dtype, dataset=ns.dataset,
                             data=ns.data, cache_dir=ns.cache_dir, eval_batches=ns.eval_batches,
                             batch_size=ns.batch_size, push_to_hub=ns.push_to_hub, private=ns.private)
-    if result.note:
-        print(f"note: {result.note}", file=sys.stderr)
-    elif not result.evaluated:
-        print("note: no corpus known for this model (pass --dataset or --data), so no held-out figures",
-              file=sys.stderr)
-    print(json.dumps(result.to_dict(), indent=2))
+        if result.note:
+            print(f"note: {result.note}", file=sys.stderr)
+        elif not result.evaluated:
+            print("note: no corpus known for this model (pass --dataset or --data), so no held-out figures",
+                  file=sys.stderr)
+        print(json.dumps(result.to_dict(), indent=2))  # inside the tail: a full disk under stdout is one sentence
 
 
 if __name__ == "__main__":

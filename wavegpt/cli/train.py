@@ -85,6 +85,10 @@ def args_from_cli(argv: list[str] | None = None) -> TrainArgs:
     given = {k: v for k, v in vars(ns).items() if v is not None and v is not False}
     overrides = {k: given.pop(k) for k in ("block_size", "dropout") if k in given}
     overrides.update(parse_field_values(given.pop("config_set", [])))
+    if "vocab_size" in overrides:  # the tokenizer's size: a training argument of its own (--vocab-size)
+        vocab = overrides.pop("vocab_size")
+        if given.setdefault("vocab_size", vocab) != vocab:
+            raise ValueError(f"--set vocab_size={vocab} contradicts --vocab-size {given['vocab_size']}; give one.")
     given["progress"] = not given.pop("no_progress", False)
     return merge_train_args({**given, "overrides": overrides})
 

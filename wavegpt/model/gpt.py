@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..card import ensure_card
-from ..checkpoint import read_config, read_weights, resolve_checkpoint, save_model
+from ..checkpoint import check_weights_header, read_config, read_weights, resolve_checkpoint, save_model
 from ..config import WaveGPTConfig
 from ..hub import push
 from ..sampling import SamplingSettings, sample_steps
@@ -181,7 +181,9 @@ class WaveGPT(nn.Module):
     @classmethod
     def from_resolved(cls, folder: Path, map_location: str | torch.device = "cpu") -> WaveGPT:
         """from_pretrained of a folder `checkpoint.resolve_checkpoint` already found (resolved once per load)."""
-        model = cls(read_config(folder))
+        config = read_config(folder)
+        check_weights_header(folder, config)  # a config.json that disagrees with the weights allocates nothing
+        model = cls(config)
         expected = model.state_dict()
         for name in model.tied_weight_names:
             expected.pop(name)

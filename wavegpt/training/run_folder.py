@@ -63,6 +63,9 @@ def prepare_out(out: Path, args: TrainArgs, is_main: bool) -> None:
     if args.resume:
         if not (out / "checkpoint" / STATE_NAME).is_file():
             raise TrainError(f"There is no checkpoint to resume in {out} (expected {out / 'checkpoint'}).")
+        if not (out / "run.json").is_file():  # the run's batch size, schedule and evaluation: never guessed
+            raise TrainError(f"{out / 'run.json'} is missing; it records the run's arguments, which --resume needs: "
+                             f"put it back, or train a new run in another --out.")
     elif is_run and holds_run(out) and not args.overwrite:
         raise TrainError(f"Output folder {out} already holds a run; pass --resume to continue it or "
                          f"--overwrite to replace it.")
@@ -86,8 +89,9 @@ def check_resume(out: Path, args: TrainArgs, config: WaveGPTConfig, step: int) -
     try:
         recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        recorded = {}
-    recorded = recorded if isinstance(recorded, dict) else {}
+        raise TrainError(f"{out / 'run.json'} cannot be read; it records the run's arguments.") from None
+    if not isinstance(recorded, dict):
+        raise TrainError(f"{out / 'run.json'} does not hold a run's arguments.")
     given = {"preset": (args.preset, config.preset), "model": (args.model, recorded.get("model", args.model)),
              "vocab_size": (args.vocab_size, recorded.get("vocab_size", args.vocab_size))}
     given.update({name: (value, getattr(config, name, value)) for name, value in args.overrides.items()})
@@ -190,6 +194,18 @@ def save_best(model: torch.nn.Module, raw: WaveGPT, corpus: Corpus, out: Path, m
         corpus.tokenizer.save_pretrained(tmp, model_max_length=raw.config.block_size)
 
 
+def write_failure(e: RuntimeError, path: Path) -> OSError:
+    """torch's RuntimeError for a write it could not finish, as the OSError it is (ENOSPC when the disk is full)."""
+    import errno
+
+    try:
+        full = shutil.disk_usage(path.parent if path.parent.exists() else path.parent.parent).free < 64 * 2**20
+    except OSError:
+        full = False
+    reason = "No space left on device" if full else f"the write failed: {' '.join(str(e).split())[:160]}"
+    return OSError(errno.ENOSPC if full else errno.EIO, reason, str(path))
+
+
 def save_checkpoint(model: torch.nn.Module, raw: WaveGPT, corpus: Corpus, out: Path, state: TrainState,
                     data_rng: torch.Generator, accelerator: Accelerator) -> None:
     """Everything needed to continue exactly, from every process into one atomic folder: the plain
@@ -202,7 +218,10 @@ def save_checkpoint(model: torch.nn.Module, raw: WaveGPT, corpus: Corpus, out: P
         raise TrainError(f"Refusing to save step {state.step}: the weights hold NaN or infinite values.")
     saved = dataclasses.replace(state, data_rng=list(data_rngs))
     with shared_atomic_folder(out / "checkpoint", accelerator) as tmp:
-        accelerator.save_state(str(tmp / ACCELERATE_STATE))
+        try:
+            accelerator.save_state(str(tmp / ACCELERATE_STATE))
+        except RuntimeError as e:  # torch.save reports a failed write (a full disk) as a RuntimeError
+            raise write_failure(e, out / "checkpoint" / ACCELERATE_STATE) from None
         if accelerator.is_main_process:
             write_model_files(raw, tmp, state=weights)
             corpus.tokenizer.save_pretrained(tmp, model_max_length=raw.config.block_size)

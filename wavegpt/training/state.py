@@ -44,8 +44,35 @@ class TrainState:
 
     @classmethod
     def load(cls, folder: Path) -> TrainState:
+        """trainer_state.pt, checked for what this program wrote there (a file another program saved under the
+        name, or one from another version, is one sentence naming it)."""
+        path = folder / STATE_NAME
         try:
-            data = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
+            data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a torn or foreign file: name it, don't dump a traceback
-            raise CheckpointError(f"{folder / STATE_NAME} cannot be read ({type(e).__name__}).") from None
+            raise CheckpointError(f"{path} cannot be read ({type(e).__name__}).") from None
+        problem = _state_problem(data)
+        if problem:
+            raise CheckpointError(f"{path} is not a wavegpt trainer state ({problem}).")
         return cls.from_dict(data)
+
+
+def _state_problem(data: Any) -> str:
+    """What is wrong with a loaded trainer_state.pt, or "" when it has the shape TrainState.save writes."""
+    if not isinstance(data, dict):
+        return f"it holds a {type(data).__name__}, not the run's counters"
+    missing = [k for k in ("step", "best_val", "skipped_steps", "data_rng") if k not in data]
+    if missing:
+        return f"no {', '.join(missing)} in it"
+    step, skipped = data["step"], data["skipped_steps"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        return f"step is {step!r}, not a step count of at least 1"
+    if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
+        return f"skipped_steps is {skipped!r}"
+    if isinstance(data["best_val"], bool) or not isinstance(data["best_val"], int | float):
+        return f"best_val is {data['best_val']!r}"
+    rngs = data["data_rng"]
+    if not isinstance(rngs, list | tuple) or not rngs or not all(
+            torch.is_tensor(r) and r.dtype == torch.uint8 and r.dim() == 1 for r in rngs):
+        return "data_rng is not one generator state per process"
+    return ""

@@ -31,7 +31,7 @@ from ..model.gpt import WaveGPT
 from ..physics import RGD, QFELoss
 from ..provenance import machine_description
 from ..tokenizer import WaveTokenizer
-from ..validation import check_train_args
+from ..validation import check_launcher_environment, check_train_args
 from ..viz.curves import plot_learning_curve
 from . import run_folder
 from .optim import build_loss, build_optimizer, fit_state_shapes, lr_at, set_lr, wave_share_floor
@@ -69,6 +69,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     The arguments are checked before anything is written; the main process holds the run folder's
     lock (ownership.RunLock) for the whole run, so a second process refuses to train into it."""
     check_train_args(args)
+    check_launcher_environment()
     held: list = []
     created = not Path(args.out).exists()
     try:
@@ -106,6 +107,11 @@ def _config_and_corpus(args: TrainArgs, accelerator: Accelerator, out: Path,
     config = load_config(out / "checkpoint") if state else WaveGPTConfig.from_preset(
         args.model, args.preset, vocab_size=args.vocab_size, **args.overrides)
     if state:
+        recorded = config.extra.get("tokenizer_vocab_sha256") if isinstance(config.extra, dict) else None
+        if recorded is not None and recorded != tokenizer.vocab_sha256:  # the ids would mean other strings
+            raise TrainError(f"{out / 'checkpoint' / 'tokenizer.json'} is not the tokenizer the checkpoint was "
+                             f"trained with (its vocabulary hash differs from the one config.json recorded); put the "
+                             f"run's own tokenizer.json back.")
         run_folder.check_resume(out, args, config, state.step)
         if len(state.data_rng) != accelerator.num_processes:
             raise TrainError(f"The run in {out} was saved by {len(state.data_rng)} process(es); resume it with "
@@ -137,7 +143,11 @@ def _set_up(args: TrainArgs, accelerator: Accelerator, out: Path) -> Run:
     optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay, max_steps=args.max_steps)
     data_rng = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index)
     state = TrainState()
-    legacy = resumed is not None and not (out / "checkpoint" / ACCELERATE_STATE).is_dir()
+    legacy = resumed is not None and bool(resumed.legacy)  # from before accelerator.save_state
+    if resumed and not legacy and not (out / "checkpoint" / ACCELERATE_STATE).is_dir():
+        raise CheckpointError(f"{out / 'checkpoint' / ACCELERATE_STATE} is missing; it holds the optimizer and the "
+                              f"random states --resume needs, so the run cannot continue exactly (train a new run "
+                              f"in another --out, or --overwrite this one).")
     if resumed:
         model.load_state_dict(WaveGPT.from_pretrained(out / "checkpoint").state_dict())
         state = dataclasses.replace(resumed, data_rng=[])

@@ -9,14 +9,44 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data import DataError
+
 PNG_METADATA = {"Software": "wavegpt"}  # how wavegpt recognises its own plots (see wavegpt/ownership.py)
 
 
+NUMBERS = ("step", "tokens", "loss", "ce", "coherence", "lr", "tokens_per_s", "val", "val_nats_per_token",
+           "val_nats_per_char")  # what the plots read from a metrics line, when it is there
+
+
 def read_metrics(path: str | Path) -> list[dict]:
+    """metrics.jsonl's lines (one JSON object each, as training writes them). A last line a crash tore
+    mid-write is skipped; any other line that is not a metrics object is a DataError naming the file and line."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} cannot be read ({type(e).__name__}).") from None
+    lines = text.splitlines()
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):
+                break  # torn by a crash mid-write: the lines before it are whole
+            raise DataError(f"{path} line {n} is not valid JSON; it is not a metrics.jsonl training wrote.") from None
+        bad = not isinstance(row, dict) or any(
+            k in row and row[k] is not None and (isinstance(row[k], bool) or not isinstance(row[k], int | float))
+            for k in NUMBERS)
+        if bad:
+            raise DataError(f"{path} line {n} is not a metrics line (an object of numbers such as step, tokens, "
+                            f"ce); it is not a metrics.jsonl training wrote.")
+        rows.append(row)
+    return rows
 
 
 def plot_learning_curve(metrics_path: str | Path, out_png: str | Path) -> Path:
