@@ -230,7 +230,7 @@ def test_lock_is_exclusive_within_one_process_and_released(tmp_path):
     (["--max-time", "0"], "--max-time must be"),
     (["--seed", "-3"], "--seed must be"),
     (["--vocab-size", "5"], "--vocab-size must be a whole number from 257"),
-    (["--block-size", "0"], "block_size must be a positive integer"),
+    (["--block-size", "0"], "block_size must be at least 2"),
     (["--block-size", "1000000000000"], "block_size 1,000,000,000,000 is beyond"),
     (["--dropout", "1.5"], "dropout must be in [0, 1)"),
     (["--resume", "--overwrite"], "contradict"),

@@ -57,7 +57,8 @@ class ClassifierConfig:
             raise ClassifyError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}.")
         if self.d_model % self.n_heads:
             raise ClassifyError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
-        if len(self.labels) != self.num_classes or len(self.label_names) != self.num_classes:
+        if (self.labels or self.label_names) and (len(self.labels) != self.num_classes
+                                                  or len(self.label_names) != self.num_classes):
             raise ClassifyError(f"labels and label_names must name the num_classes ({self.num_classes}) classes, "
                                 f"not {len(self.labels)} and {len(self.label_names)}.")
         if self.variant == "transformer" and self._control_gap() >= self.ffn_hidden:
