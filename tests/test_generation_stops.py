@@ -63,7 +63,7 @@ def test_repetition_penalty(eot_prone):
     prompt = torch.tensor([tokenizer.encode("the king")])
     greedy = [int(t) for t, _ in sample_tokens(model, prompt, 40, temperature=0)]
     assert len(set(greedy)) < len(greedy)  # this model repeats itself when decoding greedily
-    penalised = [int(t) for t, _ in sample_tokens(model, prompt, 40, temperature=0, repetition_penalty=1e4)]
+    penalised = [int(t) for t, _ in sample_tokens(model, prompt, 40, temperature=0, repetition_penalty=100.0)]
     assert len(set(penalised)) == len(penalised) and not set(penalised) & set(prompt[0].tolist())
     with pytest.raises(ValueError, match="repetition_penalty"):
         generate_texts(model, tokenizer, "the", 5, repetition_penalty=0.0)
@@ -79,4 +79,4 @@ def test_generate_command_stops_batches_and_reports(eot_prone, capsys):
     assert EOT not in captured.out and "sample(s) ended at end-of-text or a stop string" in captured.err
     with pytest.raises(SystemExit) as e:
         main(["--checkpoint", str(folder), "--repetition-penalty", "-1"])
-    assert e.value.code == 2 and "repetition_penalty" in capsys.readouterr().err
+    assert e.value.code == 2 and "--repetition-penalty" in capsys.readouterr().err
