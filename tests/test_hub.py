@@ -229,7 +229,7 @@ def test_eval_reproduces_the_figure_training_reported(run, capsys):
     assert whole["tokens"] > 9 * figures["tokens"] and whole["scored"] == whole["tokens"] - 1
     with pytest.raises(SystemExit) as e:
         eval_cli.main(args + ["--stride", "33"])
-    assert e.value.code == 2 and "stride must be between 1 and the context length 32" in capsys.readouterr().err
+    assert e.value.code == 2 and "--stride must be a whole number from 1 to 32" in capsys.readouterr().err
 
 
 def test_sliding_windows_score_every_target_once():
