@@ -85,7 +85,7 @@ def test_cached_decoding_returns_the_rows_of_the_full_matrix():
     ({"top_k": 0}, "top_k must be at least 1"),
     ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
     ({"num_samples": 0}, "num_samples must be between"),
-    ({"repetition_penalty": 0.0}, "repetition_penalty must be a number above 0"),
+    ({"repetition_penalty": 0.0}, "repetition_penalty must be a number from 0.01 to 100"),
     ({"seed": 1.5}, "seed must be a whole number"),
     ({"stop": "x"}, "stop must be a list of strings"),
     ({"use_cache": "yes"}, "use_cache must be True or False"),
